@@ -1,0 +1,69 @@
+# Doorman: build, test, lint, demo. Targets that need the kernel (test, demo)
+# must run as root; `make deps` installs the system packages they use.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+CMDS    := doormand knock doorman-sim doorman-conformance
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test lint fuzz cross demo deps clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	@for c in $(CMDS); do \
+		if [ -d cmd/$$c ]; then $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$c ./cmd/$$c || exit 1; fi; \
+	done
+
+# The README's test command. Kernel tests (TestIntegration*) skip unless root.
+test: deps
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Every fuzz target, briefly (FUZZTIME each).
+FUZZTIME ?= 3s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+		done; \
+	done
+
+# The client must build for every platform users have.
+cross:
+	@for os in linux darwin windows freebsd; do \
+		echo "GOOS=$$os go build ./cmd/knock"; GOOS=$$os $(GO) build -o /dev/null ./cmd/knock || exit 1; \
+	done
+	GOOS=darwin $(GO) build ./...
+
+# The first thing a new user runs: the happy and replay scenarios in
+# network namespaces, with transcripts. Needs root.
+demo: deps build
+	@if [ ! -x $(BIN)/doorman-sim ]; then echo "demo: doorman-sim is not built yet"; exit 1; fi
+	$(BIN)/doorman-sim run happy
+	$(BIN)/doorman-sim run replay
+
+# System packages the kernel tests and the demo use (Debian).
+deps:
+	@missing=""; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "missing:$$missing (kernel tests will skip)"; fi; \
+	fi
+
+clean:
+	rm -rf $(BIN)

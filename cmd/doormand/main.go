@@ -1,0 +1,127 @@
+// Command doormand is the doorman daemon: it keeps TCP ports closed and
+// opens one narrow door for each valid knock. See spec/doorman.md and
+// README.md.
+//
+//	doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/doorman-project/doorman/daemon"
+	"github.com/doorman-project/doorman/daemon/config"
+	"github.com/doorman-project/doorman/daemon/replay"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doormand", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		help, showVersion, debug, hexdump, check, prune bool
+		pidfile, cfgPath, importArchive                 string
+	)
+	for _, n := range []string{"h", "help"} {
+		fs.BoolVar(&help, n, false, "show this help")
+	}
+	for _, n := range []string{"v", "version"} {
+		fs.BoolVar(&showVersion, n, false, "print the version and exit")
+	}
+	for _, n := range []string{"D", "debug"} {
+		fs.BoolVar(&debug, n, false, "debug: log to stderr at debug level, skip file ownership checks")
+	}
+	for _, n := range []string{"X", "hexdump"} {
+		fs.BoolVar(&hexdump, n, false, "hex-dump every captured frame with its link type and header length")
+	}
+	for _, n := range []string{"p", "pidfile"} {
+		fs.StringVar(&pidfile, n, "", "pid file (overrides the config's pidfile)")
+	}
+	for _, n := range []string{"f", "config"} {
+		fs.StringVar(&cfgPath, n, config.DefaultConfigPath, "configuration file")
+	}
+	fs.BoolVar(&check, "check", false, "check the configuration and guest list, then exit")
+	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
+	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file] [--check] [--import-archive file] [--prune-replay]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if help {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0
+	}
+	if showVersion {
+		fmt.Fprintf(stdout, "doormand %s (protocols: classic/Doorman 0.81)\n", version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "doormand: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	o := daemon.ServiceOptions{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr}
+	if hexdump {
+		o.HexDump = stdout
+	}
+	svc, guests, err := daemon.LoadService(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "doormand: %v\n", err)
+		return 1
+	}
+	defer svc.Close()
+	cfg := svc.Config()
+
+	switch {
+	case check:
+		fmt.Fprintf(stdout, "%s: ok (%d guests)\n", cfgPath, guests.Len())
+		return 0
+	case importArchive != "":
+		st, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize})
+		if err != nil {
+			fmt.Fprintf(stderr, "doormand: %v\n", err)
+			return 1
+		}
+		n, err := st.Import(importArchive)
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "doormand: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "imported %d digests from %s into %s\n", n, importArchive, cfg.HashArchive)
+		return 0
+	case prune:
+		n, err := replay.Prune(cfg.HashArchive, guests.Fingerprints(), replay.Options{Capacity: cfg.HashArchiveSize})
+		if err != nil {
+			fmt.Fprintf(stderr, "doormand: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "pruned %d digests from %s\n", n, cfg.HashArchive)
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer stop()
+	if err := svc.Run(ctx, guests); err != nil && !errors.Is(err, context.Canceled) {
+		svc.Logger().Error("doormand stopped", "err", err)
+		fmt.Fprintf(stderr, "doormand: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reason is why a packet was dropped or what became of a knock. Counters are
+// kept per reason (CLASSIC-4.5/3).
+type Reason uint8
+
+// Reasons, in pipeline order.
+const (
+	ReasonTruncated    Reason = iota // capture: bad header
+	ReasonIPOptions                  // CLASSIC-4.3
+	ReasonFragment                   // CLASSIC-4.3
+	ReasonNotLocal                   // CLASSIC-4.4
+	ReasonNotCandidate               // filtered packet that slipped through
+	ReasonNotClassic                 // CLASSIC-2.6: unknown first byte
+	ReasonModern                     // MODERN-12.1: reserved version, unsupported
+	ReasonMalformed                  // CLASSIC-2.x
+	ReasonUnknownGuest               // CLASSIC-4.1 step 3
+	ReasonPort                       // step 4
+	ReasonAddress                    // step 5
+	ReasonMAC                        // step 6
+	ReasonReplay                     // step 7
+	ReasonReplayFull                 // CLASSIC-5.4
+	ReasonStoreError                 // replay store write failed
+	ReasonAccepted                   // knock accepted, door opening
+	ReasonFirewall                   // a firewall operation failed
+	ReasonSYN                        // SYN matched to a waiting door
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-classic", "modern-unsupported",
+	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "replay",
+	"replay-store-full", "replay-store-error", "accepted", "firewall-error", "syn",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Counters counts packets by reason. It is safe for concurrent use.
+type Counters struct {
+	n [numReasons]atomic.Uint64
+}
+
+func (c *Counters) add(r Reason) { c.n[r].Add(1) }
+
+// Get returns the count for r.
+func (c *Counters) Get(r Reason) uint64 { return c.n[r].Load() }
+
+// Snapshot returns all non-zero counters by name.
+func (c *Counters) Snapshot() map[string]uint64 {
+	m := map[string]uint64{}
+	for i := range c.n {
+		if v := c.n[i].Load(); v > 0 {
+			m[Reason(i).String()] = v
+		}
+	}
+	return m
+}
+
+// LogValue lets a Counters be logged as a group of counts.
+func (c *Counters) LogValue() slog.Value {
+	var attrs []slog.Attr
+	for i := range c.n {
+		if v := c.n[i].Load(); v > 0 {
+			attrs = append(attrs, slog.Uint64(Reason(i).String(), v))
+		}
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// limiter bounds warning logs per reason: a burst, then a steady rate, and
+// a count of what was suppressed that the next allowed record reports
+// (CLASSIC-4.5/3). Keyed by reason, not by address: an attacker can forge
+// addresses but not multiply reasons.
+type limiter struct {
+	mu         sync.Mutex
+	now        func() time.Time
+	rate       float64 // tokens per second
+	burst      float64
+	tokens     [numReasons]float64
+	last       [numReasons]time.Time
+	suppressed [numReasons]uint64
+}
+
+func newLimiter(now func() time.Time) *limiter {
+	l := &limiter{now: now, rate: 5, burst: 20}
+	for i := range l.tokens {
+		l.tokens[i] = l.burst
+	}
+	return l
+}
+
+// allow reports whether a record for r may be logged, and how many were
+// suppressed since the last one that was.
+func (l *limiter) allow(r Reason) (bool, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if !l.last[r].IsZero() {
+		l.tokens[r] = min(l.burst, l.tokens[r]+now.Sub(l.last[r]).Seconds()*l.rate)
+	}
+	l.last[r] = now
+	if l.tokens[r] < 1 {
+		l.suppressed[r]++
+		return false, 0
+	}
+	l.tokens[r]--
+	s := l.suppressed[r]
+	l.suppressed[r] = 0
+	return true, s
+}
+
+// routineStats logs the counters every interval until ctx ends.
+func (e *Engine) routineStats(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.LogStats()
+		}
+	}
+}
+
+// LogStats logs all counters at info level (periodically, and on SIGUSR1).
+func (e *Engine) LogStats() {
+	e.log.Info("counters", "packets", &e.counters, "open_doors", e.OpenDoors())
+}
