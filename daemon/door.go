@@ -63,6 +63,8 @@ type door struct {
 	// Guarded by Engine.mu.
 	state   DoorState
 	srcPort uint16
+	ready   bool   // the broad rule is in force
+	early   uint16 // source port of a SYN seen before it was
 }
 
 func (d *door) info() DoorInfo {
@@ -158,8 +160,25 @@ func (e *Engine) routineDoor(ctx context.Context, d *door) {
 	}
 	e.setState(d, DoorBroad, "knock")
 
-	// Wait for the first SYN (CLASSIC-6.3, CLASSIC-6.4).
-	sport, why := e.awaitSYN(ctx, d)
+	// Wait for the first SYN (CLASSIC-6.3, CLASSIC-6.4). A SYN captured
+	// before the broad rule was in force was most likely dropped by the
+	// kernel and will be retransmitted; it counts only if the kernel has
+	// its connection (it slipped in just as the rule landed).
+	e.mu.Lock()
+	d.ready = true
+	early := d.early
+	e.mu.Unlock()
+	var sport uint16
+	var why string
+	if early != 0 && e.opts.Conns != nil &&
+		e.opts.Conns.State(netip.AddrPortFrom(d.key.dst, d.key.port), netip.AddrPortFrom(d.key.src, early)) != ConnEnded {
+		e.mu.Lock()
+		e.unwaitLocked(d)
+		e.mu.Unlock()
+		sport = early
+	} else {
+		sport, why = e.awaitSYN(ctx, d)
+	}
 	if sport == 0 {
 		e.remove(broad)
 		e.setState(d, DoorClosed, why)

@@ -317,6 +317,11 @@ func (e *Engine) handleSYN(p *capture.Packet) {
 		return
 	}
 	d := q[0]
+	if !d.ready {
+		d.early = p.SrcPort
+		e.mu.Unlock()
+		return
+	}
 	if len(q) == 1 {
 		delete(e.waiting, key)
 	} else {

@@ -289,6 +289,12 @@ const ShutdownTimeout = 30 * time.Second
 // syslogLevels prints the levels between slog's with their syslog names, as
 // 0.81's log did (NOTICE for accepted knocks and closed doors).
 func syslogLevels(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		// Microseconds: latency is measured from these records.
+		if t, ok := a.Value.Any().(time.Time); ok {
+			a.Value = slog.StringValue(t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
+		}
+	}
 	if a.Key == slog.LevelKey && len(groups) == 0 {
 		if l, ok := a.Value.Any().(slog.Level); ok && l == LevelNotice {
 			a.Value = slog.StringValue("NOTICE")

@@ -11,7 +11,11 @@ import (
 	"github.com/doorman-project/doorman/protocol"
 )
 
-func mac(b byte) [protocol.MACSize]byte { var m [protocol.MACSize]byte; m[0], m[15] = b, 0xAA; return m }
+func mac(b byte) [protocol.MACSize]byte {
+	var m [protocol.MACSize]byte
+	m[0], m[15] = b, 0xAA
+	return m
+}
 
 var fpA = GuestFingerprint("alice", []byte("s3cret"))
 

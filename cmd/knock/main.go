@@ -1,0 +1,16 @@
+// Command knock is the Doorman client: it sends one HMAC-authenticated UDP
+// knock asking a doorman daemon to open a TCP port for this host, and can
+// then wait for the door, run a program, or relay a connection through it
+// (for ssh's ProxyCommand).
+//
+//	knock [-h] [-v] [-f cfgpath] [-g group] [-p port] [-s secret] [-r "program args"] host service
+//
+// It reads the same ~/.knockcf file and takes the same options as the
+// original Doorman 0.81 knock; run "knock --help" for the rest.
+package main
+
+import "os"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

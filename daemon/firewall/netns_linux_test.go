@@ -1,0 +1,457 @@
+//go:build linux
+
+package firewall
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// Test topology, created per test and removed by t.Cleanup:
+//
+//	netns dmfw-<rand>-c                      netns dmfw-<rand>-s
+//	+----------------------+                 +------------------------------+
+//	| dmfw1 198.18.0.2/24  |---- veth -------| dmfw0 198.18.0.1/24          |
+//	|       2001:db8::2/64 |                 |       2001:db8::1/64         |
+//	+----------------------+                 | firewall under test,         |
+//	                                         | TCP echo server on :testPort |
+//	                                         +------------------------------+
+const (
+	testPort   = 2222
+	serverIf   = "dmfw0"
+	clientIf   = "dmfw1"
+	dialOK     = 3 * time.Second        // a door that is open answers well within this
+	dialRefuse = 400 * time.Millisecond // a closed door: the SYN is dropped, the dial times out
+)
+
+type testNet struct {
+	prefix         string
+	server, client netns.NsHandle
+	serverName     string
+	srv4, cli4     netip.Addr
+	srv6, cli6     netip.Addr
+	nextPort       int
+}
+
+// requireRoot skips unless the test can create network namespaces.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("integration test needs root (network namespaces, firewall)")
+	}
+	for _, bin := range []string{"ip", "nft", "iptables", "ip6tables"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("integration test needs %s: %v", bin, err)
+		}
+	}
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func randSuffix(t *testing.T) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newTestNet builds the topology above.
+func newTestNet(t *testing.T) *testNet {
+	t.Helper()
+	requireRoot(t)
+	n := &testNet{
+		prefix: "dmfw-" + randSuffix(t),
+		srv4:   netip.MustParseAddr("198.18.0.1"), cli4: netip.MustParseAddr("198.18.0.2"),
+		srv6: netip.MustParseAddr("2001:db8::1"), cli6: netip.MustParseAddr("2001:db8::2"),
+	}
+	p, _ := rand.Int(rand.Reader, big.NewInt(20000))
+	n.nextPort = 30000 + int(p.Int64())
+	n.serverName = n.prefix + "-s"
+	clientName := n.prefix + "-c"
+	for _, name := range []string{n.serverName, clientName} {
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			if strings.Contains(string(out), "Operation not permitted") || errors.Is(err, os.ErrPermission) {
+				t.Skipf("cannot create network namespace (EPERM): %s", out)
+			}
+			t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	}
+	s, c := n.serverName, clientName
+	run(t, "ip", "-n", s, "link", "add", serverIf, "type", "veth", "peer", "name", clientIf, "netns", c)
+	run(t, "ip", "-n", s, "addr", "add", "198.18.0.1/24", "dev", serverIf)
+	run(t, "ip", "-n", s, "addr", "add", "2001:db8::1/64", "dev", serverIf, "nodad")
+	run(t, "ip", "-n", c, "addr", "add", "198.18.0.2/24", "dev", clientIf)
+	run(t, "ip", "-n", c, "addr", "add", "2001:db8::2/64", "dev", clientIf, "nodad")
+	for _, ns := range []string{s, c} {
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "-n", s, "link", "set", serverIf, "up")
+	run(t, "ip", "-n", c, "link", "set", clientIf, "up")
+	var err error
+	if n.server, err = netns.GetFromName(s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.server.Close() })
+	if n.client, err = netns.GetFromName(c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.client.Close() })
+	n.listen(t)
+	return n
+}
+
+// inNS runs fn on a fresh OS thread switched into ns. The thread is never
+// unlocked, so the runtime discards it afterwards instead of reusing a thread
+// in the wrong namespace. Sockets and child processes (iptables, scripts)
+// made by fn belong to ns.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// sh runs a command in the server namespace (for firewall setup and checks).
+func (n *testNet) sh(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, append([]string{"ip", "netns", "exec", n.serverName}, args...)...)
+}
+
+// nftFile loads an nft script in the server namespace.
+func (n *testNet) nftFile(t *testing.T, script string) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", n.serverName, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v\n%s\n%s", err, out, script)
+	}
+}
+
+// listen starts a TCP echo server on testPort (IPv4 and IPv6) in the server
+// namespace.
+func (n *testNet) listen(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	if err := inNS(n.server, func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", testPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(c, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
+// port returns a client source port not used before in this test, so that
+// no TIME_WAIT state of an earlier connection gets in the way.
+func (n *testNet) port() uint16 {
+	n.nextPort++
+	return uint16(n.nextPort)
+}
+
+// dial connects from the client namespace, from src:sport, to dst:testPort
+// and checks that bytes echo back. It returns the open connection.
+func (n *testNet) dial(src netip.Addr, sport uint16, dst netip.Addr, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(n.client, func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, sport))}
+		var err error
+		c, err = d.Dial("tcp", netip.AddrPortFrom(dst, testPort).String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := echo(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func echo(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(dialOK))
+	if _, err := c.Write([]byte("knock")); err != nil {
+		return err
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("echo: %w", err)
+	}
+	return nil
+}
+
+// mustConnect asserts that a connection from src:sport gets in and returns it
+// (closed at the end of the test).
+func (n *testNet) mustConnect(t *testing.T, src netip.Addr, sport uint16, dst netip.Addr, why string) net.Conn {
+	t.Helper()
+	c, err := n.dial(src, sport, dst, dialOK)
+	if err != nil {
+		t.Fatalf("%s: connect from port %d failed: %v", why, sport, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// mustNotConnect asserts that a connection from src:sport does not get in.
+func (n *testNet) mustNotConnect(t *testing.T, src netip.Addr, sport uint16, dst netip.Addr, why string) {
+	t.Helper()
+	c, err := n.dial(src, sport, dst, dialRefuse)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s: connect from port %d got in", why, sport)
+	}
+}
+
+// dialPair starts two connections from two source ports at the same moment
+// and returns how many got in.
+func (n *testNet) dialPair(t *testing.T, src, dst netip.Addr) int {
+	t.Helper()
+	p1, p2 := n.port(), n.port()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for _, p := range []uint16{p1, p2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := n.dial(src, p, dst, dialRefuse+dialOK/2)
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			mu.Lock()
+			ok++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ok
+}
+
+// Server-side firewalls that drop all input except what the host's admin
+// allows. markLine adds the accept line from the package documentation.
+func (n *testNet) dropAllNFT(t *testing.T, markLine bool) {
+	t.Helper()
+	extra := ""
+	if markLine {
+		extra = fmt.Sprintf("meta mark & %#08x == %#08x accept", DefaultMark, DefaultMark)
+	}
+	n.nftFile(t, `table inet filter {
+	chain input {
+		type filter hook input priority 0; policy drop;
+		ct state established,related accept
+		iif lo accept
+		meta l4proto ipv6-icmp accept
+		`+extra+`
+	}
+}
+`)
+}
+
+func (n *testNet) dropAllIPT(t *testing.T, markLine bool) {
+	t.Helper()
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		n.sh(t, ipt, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+		n.sh(t, ipt, "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+		if ipt == "ip6tables" {
+			n.sh(t, ipt, "-A", "INPUT", "-p", "ipv6-icmp", "-j", "ACCEPT")
+		}
+		if markLine {
+			m := fmt.Sprintf("%#08x/%#08x", DefaultMark, DefaultMark)
+			n.sh(t, ipt, "-I", "INPUT", "-m", "mark", "--mark", m, "-j", "ACCEPT")
+		}
+		n.sh(t, ipt, "-P", "INPUT", "DROP")
+	}
+}
+
+// backend is what the daemon consumes; every backend must satisfy it.
+type backend interface {
+	Start(context.Context) error
+	Add(context.Context, Rule) error
+	Delete(context.Context, Rule) error
+	Close(context.Context) error
+}
+
+var (
+	_ backend = (*NFTables)(nil)
+	_ backend = (*IPTables)(nil)
+	_ backend = (*Script)(nil)
+	_ backend = (*Fake)(nil)
+)
+
+// do runs one backend call in the server namespace.
+func (n *testNet) do(fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return inNS(n.server, func() error { return fn(ctx) })
+}
+
+func (n *testNet) must(t *testing.T, what string, fn func(context.Context) error) {
+	t.Helper()
+	if err := n.do(fn); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// doorScenario is the life of doors, common to all backends:
+// closed before, broad door (one connection if oneConn), narrow door for one
+// source port, closed after; then Close. openAfterClose: the port is open
+// once the backend is gone (the backend closed it itself, NFTConfig.Protect).
+func doorScenario(t *testing.T, n *testNet, b backend, v6, oneConn, openAfterClose bool) {
+	t.Helper()
+	src, dst, iface := n.cli4, n.srv4, serverIf
+	if v6 {
+		src, dst, iface = n.cli6, n.srv6, "any"
+	}
+	broad := Rule{Iface: iface, Src: src, Dst: dst, DstPort: testPort}
+
+	n.must(t, "Start", b.Start)
+	n.mustNotConnect(t, src, n.port(), dst, "before Add")
+
+	n.must(t, "Add broad", func(ctx context.Context) error { return b.Add(ctx, broad) })
+	got := n.dialPair(t, src, dst)
+	switch {
+	case oneConn && got != 1:
+		t.Fatalf("broad door let %d of two simultaneous connections in, want exactly 1", got)
+	case !oneConn && got == 0:
+		t.Fatalf("broad door let no connection in")
+	}
+	t.Logf("broad door: %d of 2 simultaneous connections got in", got)
+	if oneConn {
+		n.mustNotConnect(t, src, n.port(), dst, "second connection through a used broad door")
+	} else {
+		n.mustConnect(t, src, n.port(), dst, "broad door without a one-connection limit")
+	}
+
+	sport := n.port()
+	narrow := broad
+	narrow.SrcPort = sport
+	n.must(t, "Add narrow", func(ctx context.Context) error { return b.Add(ctx, narrow) })
+	n.must(t, "Delete broad", func(ctx context.Context) error { return b.Delete(ctx, broad) })
+	if err := n.do(func(ctx context.Context) error { return b.Delete(ctx, broad) }); !errors.Is(err, ErrUnknownRule) {
+		t.Fatalf("second Delete of the broad rule: got %v, want ErrUnknownRule", err)
+	}
+	n.mustNotConnect(t, src, n.port(), dst, "other source port through a narrow door")
+	n.mustConnect(t, src, sport, dst, "narrow door, its own source port")
+
+	n.must(t, "Delete narrow", func(ctx context.Context) error { return b.Delete(ctx, narrow) })
+	n.mustNotConnect(t, src, n.port(), dst, "after Delete")
+
+	// A rule left open at Close must go too.
+	n.must(t, "Add broad again", func(ctx context.Context) error { return b.Add(ctx, broad) })
+	n.must(t, "Close", b.Close)
+	n.must(t, "Close again", b.Close)
+	if l := n.leftovers(t, true); l != "" {
+		t.Fatalf("left behind after Close:\n%s", l)
+	}
+	if openAfterClose {
+		n.mustConnect(t, src, n.port(), dst, "after Close the port is the host's again")
+	} else {
+		n.mustNotConnect(t, src, n.port(), dst, "after Close")
+	}
+}
+
+// crashScenario: a backend adds doors and "dies" (no Close); a new instance's
+// Start must remove them.
+func crashScenario(t *testing.T, n *testNet, newBackend func() backend, v6 bool) {
+	t.Helper()
+	src, dst := n.cli4, n.srv4
+	if v6 {
+		src, dst = n.cli6, n.srv6
+	}
+	dead := newBackend()
+	n.must(t, "Start", dead.Start)
+	for _, sport := range []uint16{0, 1234} {
+		r := Rule{Iface: serverIf, Src: src, SrcPort: sport, Dst: dst, DstPort: testPort}
+		n.must(t, "Add", func(ctx context.Context) error { return dead.Add(ctx, r) })
+	}
+	if n.leftovers(t, false) == "" {
+		t.Fatal("leftovers() sees no door rules while they are in place: the check is blind")
+	}
+	next := newBackend()
+	n.must(t, "Start of the next instance", next.Start)
+	if l := n.leftovers(t, false); l != "" {
+		t.Fatalf("door rules left after restart:\n%s", l)
+	}
+	n.mustNotConnect(t, src, n.port(), dst, "after restart")
+	n.must(t, "Close", next.Close)
+	if l := n.leftovers(t, true); l != "" {
+		t.Fatalf("left behind after restart and Close:\n%s", l)
+	}
+}
+
+// leftovers returns the lines of the server's whole ruleset (nftables, which
+// also shows iptables-nft rules) that mention a client address, i.e. door
+// rules of any backend, and with all=true also anything named doorman (our
+// table, chain, comments, sets).
+func (n *testNet) leftovers(t *testing.T, all bool) string {
+	t.Helper()
+	var hits []string
+	for _, l := range strings.Split(n.sh(t, "nft", "list", "ruleset"), "\n") {
+		low := strings.ToLower(l)
+		if strings.Contains(l, n.cli4.String()) || strings.Contains(l, n.cli6.String()) ||
+			(all && strings.Contains(low, "doorman")) {
+			hits = append(hits, l)
+		}
+	}
+	return strings.Join(hits, "\n")
+}
+
+func execOutput(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).Output()
+}

@@ -1,0 +1,335 @@
+//go:build linux
+
+package firewall
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	nftBackend      = "nftables"
+	nftDoorChain    = "input"   // priority mangle: marks door packets
+	nftProtectChain = "protect" // priority filter: drops unmarked packets to Protect ports
+	nftProtectSet   = "protected"
+	nftProtectSetID = 1 // batch-local id; door sets use ids derived from rule ids (> 1)
+)
+
+// TCP header: the flags byte and the two flags that mark a connection opening.
+const (
+	tcpFlagsOffset = 13
+	tcpSYN         = 0x02
+	tcpACK         = 0x10
+)
+
+// reg is the nftables register all our expressions work in (NFT_REG_1, 16 bytes
+// wide, enough for an IPv6 address).
+const reg = 1
+
+func (n *NFTables) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if n.cfg.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(n.cfg.NetNS))
+	}
+	return nftables.New(opts...)
+}
+
+func (n *NFTables) table() *nftables.Table {
+	return &nftables.Table{Name: n.cfg.Table, Family: nftables.TableFamilyINet}
+}
+
+func (n *NFTables) doorChain() *nftables.Chain {
+	return &nftables.Chain{Name: nftDoorChain, Table: n.table()}
+}
+
+// Start removes a table left behind by an earlier run and creates a fresh one,
+// in one batch: "add table" (a no-op if it exists) makes the following
+// "delete table" safe when there is nothing to delete.
+func (n *NFTables) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: start: %w", nftBackend, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.conn()
+	if err != nil {
+		return fmt.Errorf("%s: start: %w", nftBackend, err)
+	}
+	t := n.table()
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	c.AddChain(&nftables.Chain{
+		Name: nftDoorChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityMangle, Policy: &accept,
+	})
+	if len(n.cfg.Protect) > 0 {
+		if err := n.addProtect(c, t); err != nil {
+			return fmt.Errorf("%s: start: %w", nftBackend, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("%s: start: create table inet %s: %w", nftBackend, n.cfg.Table, err)
+	}
+	n.live.reset()
+	n.started = true
+	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark), "protect", n.cfg.Protect)
+	return nil
+}
+
+// addProtect queues the chain that closes the Protect ports:
+//
+//	tcp dport @protected tcp flags & (syn|ack) == syn meta mark & MARK != MARK drop
+//
+// Only packets that open a connection need the door's mark. Every other
+// segment of a connection that no door admitted finds no socket and is
+// answered with a RST, exactly as on a closed port, so nothing leaks. Testing
+// conntrack state instead ("ct state established,related accept") was tried
+// and rejected: on a host without a firewall conntrack is not running before
+// doorman starts, so connections that already exist (the admin's own SSH
+// session) are picked up mid-stream as "new" and cut. This rule needs no
+// conntrack at all, keeps those sessions, and keeps door connections alive
+// across a daemon restart (which recreates the table without their narrow
+// rules). A remaining theoretical gap: a SYN-cookie ACK is accepted only after
+// the listener's SYN queue overflowed, which unmarked SYNs cannot cause.
+func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
+	ports := slices.Clone(n.cfg.Protect)
+	slices.Sort(ports)
+	ports = slices.Compact(ports)
+	elems := make([]nftables.SetElement, 0, len(ports))
+	for _, p := range ports {
+		if p == 0 {
+			return fmt.Errorf("%w: protect port 0", ErrInvalidRule)
+		}
+		elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+	}
+	set := &nftables.Set{Table: t, ID: nftProtectSetID, Name: nftProtectSet, Constant: true, KeyType: nftables.TypeInetService}
+	if err := c.AddSet(set, elems); err != nil {
+		return err
+	}
+	// Policy accept: this chain only closes the listed ports; everything
+	// else is the admin's business.
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name: nftProtectChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	exprs := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: reg, SetName: set.Name, SetID: set.ID},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{tcpSYN | tcpACK}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{tcpSYN}},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(n.cfg.Mark),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(n.cfg.Mark)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: comment("doorman protect")})
+	return nil
+}
+
+// Add adds the rule and, for a broad rule, its one-element set, in one batch,
+// then reads the chain back to learn the new rule's handle: v0.3.0 of the
+// library drops the kernel's echo, so each rule carries a unique comment
+// (userdata) to find it by.
+func (n *NFTables) Add(ctx context.Context, r Rule) error {
+	return ruleErr(nftBackend, "add", r, n.add(ctx, r))
+}
+
+func (n *NFTables) add(ctx context.Context, r Rule) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return ErrNotStarted
+	}
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	n.nextID++
+	id := n.nextID
+	t := n.table()
+	var set *nftables.Set
+	if r.Broad() {
+		set = &nftables.Set{
+			Table: t, ID: uint32(id%(1<<31)) + nftProtectSetID + 1, Name: "door_" + strconv.FormatUint(id, 10),
+			KeyType: nftables.TypeInetService, Dynamic: true, Size: 1,
+		}
+		if err := c.AddSet(set, nil); err != nil {
+			return err
+		}
+	}
+	tag := comment("doorman#" + strconv.FormatUint(id, 10))
+	c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: n.doorExprs(r, set), UserData: tag})
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	rules, err := c.GetRules(t, n.doorChain())
+	if err != nil {
+		return fmt.Errorf("read back rule handle: %w", err)
+	}
+	e := nftEntry{}
+	if set != nil {
+		e.set = set.Name
+	}
+	for _, kr := range rules {
+		if bytes.Equal(kr.UserData, tag) {
+			e.handle = kr.Handle
+			break
+		}
+	}
+	if e.handle == 0 {
+		// The rule is in the kernel but cannot be deleted alone; Close
+		// still removes it with the table.
+		return errors.New("rule added but its handle was not found in the chain")
+	}
+	n.live.push(r, e)
+	return nil
+}
+
+// doorExprs builds
+//
+//	[iifname IF] ip[6] saddr SRC ip[6] daddr DST tcp [sport SPORT] dport DPORT
+//	[add @door_N { tcp sport }] meta mark set meta mark | MARK
+//
+// For a broad rule the dynamic set of size 1 takes the first SYN's source
+// port; the kernel refuses a second element (the expression breaks), so only
+// that one connection is marked.
+func (n *NFTables) doorExprs(r Rule, set *nftables.Set) []expr.Any {
+	var exprs []expr.Any
+	if r.matchesIface() {
+		name := make([]byte, ifNameSize)
+		copy(name, r.Iface)
+		exprs = append(exprs,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: name})
+	}
+	src, dst := r.src(), r.dst()
+	proto, srcOff, dstOff := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16)
+	if !r.is4() {
+		proto, srcOff, dstOff = unix.NFPROTO_IPV6, 8, 24
+	}
+	exprs = append(exprs,
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{proto}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: uint32(src.BitLen() / 8)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: src.AsSlice()},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: dstOff, Len: uint32(dst.BitLen() / 8)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: dst.AsSlice()},
+	)
+	if !r.Broad() {
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binary.BigEndian.AppendUint16(nil, r.SrcPort)})
+	}
+	exprs = append(exprs,
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binary.BigEndian.AppendUint16(nil, r.DstPort)})
+	if set != nil {
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Dynset{SrcRegKey: reg, SetName: set.Name, SetID: set.ID, Operation: unix.NFT_DYNSET_OP_ADD})
+	}
+	return append(exprs,
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^n.cfg.Mark),
+			Xor:  binaryutil.NativeEndian.PutUint32(n.cfg.Mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg},
+	)
+}
+
+// Delete removes the rule and its set in one batch.
+func (n *NFTables) Delete(ctx context.Context, r Rule) error {
+	return ruleErr(nftBackend, "delete", r, n.delete(ctx, r))
+}
+
+func (n *NFTables) delete(ctx context.Context, r Rule) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return ErrNotStarted
+	}
+	e, ok := n.live.peek(r)
+	if !ok {
+		return ErrUnknownRule
+	}
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	t := n.table()
+	if err := c.DelRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Handle: e.handle}); err != nil {
+		return err
+	}
+	if e.set != "" {
+		c.DelSet(&nftables.Set{Table: t, Name: e.set})
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	n.live.pop(r)
+	return nil
+}
+
+// Close deletes the table with everything in it. It is idempotent (the same
+// add-then-delete batch as Start).
+func (n *NFTables) Close(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: close: %w", nftBackend, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return nil
+	}
+	c, err := n.conn()
+	if err != nil {
+		return fmt.Errorf("%s: close: %w", nftBackend, err)
+	}
+	t := n.table()
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("%s: close: delete table inet %s: %w", nftBackend, n.cfg.Table, err)
+	}
+	if left := n.live.len(); left > 0 {
+		n.log.Debug("closed with doors still open", "rules", left)
+	}
+	n.live.reset()
+	n.started = false
+	return nil
+}
+
+// comment encodes text as an nftables rule comment (shown by `nft list`).
+func comment(text string) []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, text)
+}
