@@ -124,7 +124,7 @@ func (s *Service) Firewall() (Firewall, error) {
 	switch c.Firewall {
 	case config.FirewallNftables:
 		return firewall.NewNFTables(firewall.NFTConfig{Table: c.NftTable, Mark: c.DoorMark, Protect: c.Protect,
-			Logger: s.log}), nil
+			KnockPort: c.Port, Logger: s.log}), nil
 	case config.FirewallIptables:
 		return firewall.NewIPTables(firewall.IPTConfig{Chain: c.IptablesChain, Logger: s.log}), nil
 	case config.FirewallScript:

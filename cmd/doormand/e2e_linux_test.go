@@ -87,7 +87,7 @@ func must(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-func newE2E(t *testing.T, backend, ruleset string) *e2e {
+func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 	requireRoot(t)
 	bin := buildBinaries(t)
 	var r [3]byte
@@ -115,6 +115,7 @@ func newE2E(t *testing.T, backend, ruleset string) *e2e {
 		scripts, _ := filepath.Abs("../../daemon/firewall/scripts")
 		cf += fmt.Sprintf("firewall-add %s/iptables-add\nfirewall-del %s/iptables-del\n", scripts, scripts)
 	}
+	cf += extraCfg
 	os.WriteFile(filepath.Join(e.dir, "doormand.cf"), []byte(cf), 0o600)
 	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24\n"), 0o600)
 	e.listen()
@@ -311,13 +312,38 @@ func (e *e2e) knock(port int) {
 	}
 }
 
+// assertSilent sends a knock (valid) and junk from a connected UDP socket
+// and checks that nothing answers, not even an ICMP port-unreachable that
+// the next read would report as "connection refused" (CLASSIC-4.2).
+func (e *e2e) assertSilent() {
+	e.t.Helper()
+	inNS(e.t, e.cli, func() {
+		c, err := net.Dial("udp", serverIP+":1001")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer c.Close()
+		for _, p := range [][]byte{[]byte("junk"), []byte("2222 alice 0000000001 00000000000000000000000000000000")} {
+			c.Write(p)
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.Write([]byte("more junk"))
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 100)
+		n, err := c.Read(buf)
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			e.t.Fatalf("the knock port answered: %d bytes, %v (CLASSIC-4.2)", n, err)
+		}
+	})
+}
+
 // doorRules lists the firewall rules doormand's backend holds for doors.
 func (e *e2e) doorRules() []string {
 	var lines []string
 	switch e.backend {
 	case "nftables":
 		for _, l := range strings.Split(e.out(e.srv, "nft", "list", "table", "inet", "doorman"), "\n") {
-			if strings.Contains(l, "tcp dport") {
+			if strings.Contains(l, "tcp dport") && strings.Contains(l, `comment "doorman#`) {
 				lines = append(lines, strings.TrimSpace(l))
 			}
 		}
@@ -373,14 +399,16 @@ iptables -P INPUT DROP`
 // after the connection ends -> waitfor expiry -> replay refused, also
 // after kill -9 and restart, which leaves no rule of the killed run.
 func TestIntegrationDoormand(t *testing.T) {
-	for _, c := range []struct{ name, backend, ruleset string }{
-		{"nftables-native-policy-drop", "nftables", nftPolicyDrop},
-		{"nftables-iptables-policy-drop", "nftables", iptPolicyDropMark},
-		{"iptables", "iptables", iptPolicyDrop},
-		{"script-0.81-iptables-scripts", "script", iptPolicyDrop},
+	for _, c := range []struct{ name, backend, ruleset, cfg string }{
+		{"nftables-native-policy-drop", "nftables", nftPolicyDrop, ""},
+		{"nftables-iptables-policy-drop", "nftables", iptPolicyDropMark, ""},
+		{"nftables-doorman-protects", "nftables", "", "protect 2222 22 80\n"},
+		{"iptables", "iptables", iptPolicyDrop, ""},
+		{"script-0.81-iptables-scripts", "script", iptPolicyDrop, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newE2E(t, c.backend, c.ruleset)
+			e := newE2E(t, c.backend, c.ruleset, c.cfg)
+			e.assertSilent()
 
 			if conn := e.dial(svcPort); conn != nil {
 				conn.Close()
@@ -514,7 +542,7 @@ func (e *e2e) waitLogCount(s string, n int, within time.Duration) {
 // after the backend's netlink batch returned; the knock time is taken just
 // before the client's sendto.
 func TestIntegrationLatency(t *testing.T) {
-	e := newE2E(t, "nftables", nftPolicyDrop)
+	e := newE2E(t, "nftables", nftPolicyDrop, "")
 	const n = 100
 	var lat []time.Duration
 	for i := range n {

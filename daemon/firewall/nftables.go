@@ -22,6 +22,9 @@ type NFTConfig struct {
 	// Protect lists TCP ports that doorman itself closes (for hosts whose own
 	// firewall does not drop them). Empty = rely on the admin's firewall.
 	Protect []uint16
+	// KnockPort, if non-zero, is the UDP knock port: the table drops
+	// datagrams to it so the kernel never answers a knock (CLASSIC-4.2/2).
+	KnockPort uint16
 	// NetNS, if non-zero, is a file descriptor of the network namespace to
 	// work in; 0 = the namespace of the calling thread.
 	NetNS int

@@ -22,6 +22,7 @@ const (
 	nftBackend      = "nftables"
 	nftDoorChain    = "input"   // priority mangle: marks door packets
 	nftProtectChain = "protect" // priority filter: drops unmarked packets to Protect ports
+	nftSilenceChain = "silence" // priority filter: drops datagrams to the knock port
 	nftProtectSet   = "protected"
 	nftProtectSetID = 1 // batch-local id; door sets use ids derived from rule ids (> 1)
 )
@@ -75,6 +76,9 @@ func (n *NFTables) Start(ctx context.Context) error {
 		Name: nftDoorChain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityMangle, Policy: &accept,
 	})
+	if n.cfg.KnockPort != 0 {
+		n.addSilence(c, t)
+	}
 	if len(n.cfg.Protect) > 0 {
 		if err := n.addProtect(c, t); err != nil {
 			return fmt.Errorf("%s: start: %w", nftBackend, err)
@@ -87,6 +91,28 @@ func (n *NFTables) Start(ctx context.Context) error {
 	n.started = true
 	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark), "protect", n.cfg.Protect)
 	return nil
+}
+
+// addSilence queues a chain that drops every datagram to the knock port:
+//
+//	meta l4proto udp udp dport KNOCK drop
+//
+// Capture sees a knock before netfilter does, so this costs nothing, and it
+// keeps the kernel from answering knocks with ICMP port-unreachable, which
+// would reveal the host (CLASSIC-4.2/2).
+func (n *NFTables) addSilence(c *nftables.Conn, t *nftables.Table) {
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{
+		Name: nftSilenceChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: comment("doorman knock port"), Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.BigEndian.PutUint16(n.cfg.KnockPort)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
 }
 
 // addProtect queues the chain that closes the Protect ports:

@@ -1,0 +1,155 @@
+//go:build linux
+
+// Command doorman-sim plays doorman's end-to-end scenarios on simulated
+// networks of Linux network namespaces and prints their transcripts.
+//
+//	doorman-sim list
+//	doorman-sim [--bin DIR] [--artifacts DIR] run NAME [NAME...]
+//
+// Without --bin (or DOORMAN_BIN) it builds doormand and knock with `go build`
+// from the module found by walking up from the working directory to go.mod.
+// It exits 1 if a scenario failed and 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/doorman-project/doorman/sim"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks command-line mistakes, which exit with status 2.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doorman-sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("bin", os.Getenv("DOORMAN_BIN"), "directory with prebuilt doormand and knock (default: build them)")
+	artifacts := fs.String("artifacts", "", "directory to keep configurations and daemon logs in")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: doorman-sim [--bin DIR] [--artifacts DIR] list | run NAME [NAME...]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	switch rest[0] {
+	case "list":
+		for _, s := range sim.Scenarios() {
+			fmt.Fprintf(stdout, "%-10s %s\n", s.Name, s.Description)
+		}
+		return 0
+	case "run":
+		// Flags after "run" are accepted too.
+		if err := fs.Parse(rest[1:]); err != nil {
+			return 2
+		}
+		err := runScenarios(fs.Args(), *bin, *artifacts, stdout)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintln(stderr, "doorman-sim:", err)
+			fs.Usage()
+			return 2
+		default:
+			fmt.Fprintln(stderr, "doorman-sim:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintf(stderr, "doorman-sim: unknown command %q\n", rest[0])
+		fs.Usage()
+		return 2
+	}
+}
+
+func runScenarios(names []string, bin, artifacts string, out io.Writer) error {
+	if len(names) == 0 {
+		return fmt.Errorf("%w: run needs at least one scenario name", errUsage)
+	}
+	var scens []sim.Scenario
+	for _, name := range names {
+		s, err := sim.LookupScenario(name)
+		if err != nil {
+			return fmt.Errorf("%w: %v (see doorman-sim list)", errUsage, err)
+		}
+		scens = append(scens, s)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("scenarios need root (network namespaces, nftables)")
+	}
+	// SIGINT/SIGTERM cancel the context, which closes the network; the
+	// deferred Close in RunScenario then finds it already torn down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if bin == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "doorman-sim-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintf(out, "building doormand and knock from %s\n", root)
+		if err := sim.BuildDoorman(ctx, root, dir); err != nil {
+			return err
+		}
+		bin = dir
+	}
+	failed := 0
+	for _, s := range scens {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted")
+		}
+		if err := sim.RunScenario(ctx, s, sim.RunConfig{Bin: bin, Artifacts: artifacts, Out: out}); err != nil {
+			failed++
+			if !errors.Is(err, sim.ErrScenarioFailed) {
+				fmt.Fprintf(out, "=== ERROR %s: %v\n", s.Name, err)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted; the networks were torn down")
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d scenarios failed", failed, len(scens))
+	}
+	return nil
+}
+
+// moduleRoot walks up from the working directory to the directory holding
+// go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory; pass --bin DIR")
+		}
+		dir = parent
+	}
+}

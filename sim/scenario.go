@@ -1,0 +1,179 @@
+//go:build linux
+
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// ErrScenarioFailed is returned by RunScenario when at least one check of
+// the scenario failed.
+var ErrScenarioFailed = errors.New("sim: scenario failed")
+
+// ErrUnknownScenario is returned by LookupScenario for a name no scenario has.
+var ErrUnknownScenario = errors.New("sim: unknown scenario")
+
+// Scenario is a named end-to-end story played on a fresh simulated network.
+type Scenario struct {
+	// Name is the short name used on the command line.
+	Name string
+	// Description says in one line what the scenario shows.
+	Description string
+	// Run plays the scenario. It records steps and checks on r and returns
+	// an error only when it cannot go on (a setup failure, a failed
+	// precondition); failed checks are counted by r.
+	Run func(ctx context.Context, r *Run) error
+}
+
+// Scenarios returns the built-in scenarios in their suggested order.
+func Scenarios() []Scenario {
+	return []Scenario{happyScenario(), replayScenario(), timeoutScenario()}
+}
+
+// LookupScenario returns the built-in scenario called name.
+func LookupScenario(name string) (Scenario, error) {
+	for _, s := range Scenarios() {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Scenario{}, fmt.Errorf("%w: %q", ErrUnknownScenario, name)
+}
+
+// RunConfig says where a scenario finds its binaries and writes its output.
+type RunConfig struct {
+	// Bin is a directory holding the doormand and knock binaries.
+	Bin string
+	// Artifacts, if not empty, is a directory that keeps each run's
+	// configuration and daemon log under a sub-directory named for the
+	// scenario; otherwise they go to a temporary directory removed afterwards.
+	Artifacts string
+	// Out receives the transcript; nil discards it.
+	Out io.Writer
+	// Prefix is the namespace prefix; empty means "dmscen".
+	Prefix string
+}
+
+// Run is one playing of a scenario: its network, its working directory
+// and its transcript.
+type Run struct {
+	// Net is the scenario's network; it is closed when the scenario ends.
+	Net *Net
+	// Bin is the directory holding doormand and knock.
+	Bin string
+	// Dir is a working directory for configuration files and logs.
+	Dir string
+
+	mu     sync.Mutex
+	out    io.Writer
+	start  time.Time
+	failed int
+	checks int
+}
+
+// RunScenario plays s on a network of its own, writing the transcript to
+// cfg.Out, and tears the network down however the scenario ends. It
+// returns ErrScenarioFailed (wrapped) if any check failed.
+func RunScenario(ctx context.Context, s Scenario, cfg RunConfig) (err error) {
+	out := cfg.Out
+	if out == nil {
+		out = io.Discard
+	}
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = "dmscen"
+	}
+	dir := ""
+	if cfg.Artifacts != "" {
+		dir = filepath.Join(cfg.Artifacts, s.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+	} else {
+		if dir, err = os.MkdirTemp("", "doorman-sim-"); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	n, err := New(ctx, Options{Prefix: prefix, Artifacts: dir})
+	if err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	defer n.Close()
+	r := &Run{Net: n, Bin: cfg.Bin, Dir: dir, out: out, start: time.Now()}
+	fmt.Fprintf(out, "=== scenario %s: %s (run %s)\n", s.Name, s.Description, n.RunID())
+	runErr := s.Run(ctx, r)
+	if runErr != nil {
+		r.Check(false, "scenario ran to the end: %v", runErr)
+	}
+	r.mu.Lock()
+	failed, checks := r.failed, r.checks
+	r.mu.Unlock()
+	if failed > 0 {
+		fmt.Fprintf(out, "=== FAIL %s: %d of %d checks failed (%.1fs)\n", s.Name, failed, checks, time.Since(r.start).Seconds())
+		return fmt.Errorf("%w: %s: %d of %d checks failed", ErrScenarioFailed, s.Name, failed, checks)
+	}
+	fmt.Fprintf(out, "=== PASS %s: %d checks (%.1fs)\n", s.Name, checks, time.Since(r.start).Seconds())
+	return nil
+}
+
+// Step records an action in the transcript.
+func (r *Run) Step(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.out, "[+%.3fs] %s\n", time.Since(r.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Check records an expectation and whether it held, and returns ok.
+func (r *Run) Check(ok bool, format string, args ...any) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks++
+	verdict := "PASS"
+	if !ok {
+		r.failed++
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(r.out, "[+%.3fs] %s %s\n", time.Since(r.start).Seconds(), verdict, fmt.Sprintf(format, args...))
+	return ok
+}
+
+// Failed reports whether any check failed so far.
+func (r *Run) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed > 0
+}
+
+// BuildDoorman builds doormand and knock from the module rooted at root
+// into dir.
+func BuildDoorman(ctx context.Context, root, dir string) error {
+	for _, c := range []string{"doormand", "knock"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, c), "./cmd/"+c)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", c, err, out)
+		}
+	}
+	return nil
+}
+
+// ScenarioNames returns the built-in scenario names, sorted.
+func ScenarioNames() []string {
+	var names []string
+	for _, s := range Scenarios() {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names
+}
