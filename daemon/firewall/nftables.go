@@ -40,16 +40,37 @@ type NFTables struct {
 	cfg NFTConfig
 	log *slog.Logger
 
-	mu      sync.Mutex // serialises netlink batches and guards the fields below
-	started bool
-	nextID  uint64
-	live    ruleSet[nftEntry]
+	// life is held for reading by Add and Delete, which may run
+	// concurrently (each door's batches are independent; a Delete can take
+	// the kernel ~10 ms and must not hold up other doors' Adds), and for
+	// writing by Start and Close.
+	life    sync.RWMutex
+	started bool // guarded by life
+
+	// The deletion batcher (routineDeleteBatches), guarded by life.
+	delq             chan nftDelete
+	delStop, delDone chan struct{}
+	ns               int // namespace fd for batches when cfg.NetNS is 0
+
+	addMu      sync.Mutex // serialises Adds so handles can be predicted
+	nextHandle uint64     // guarded by addMu
+
+	mu     sync.Mutex // guards nextID and live
+	nextID uint64
+	live   ruleSet[nftEntry]
+}
+
+// nftDelete is one queued deletion and where its result goes.
+type nftDelete struct {
+	e    nftEntry
+	done chan error
 }
 
 // nftEntry is what Delete needs to remove one added rule.
 type nftEntry struct {
 	handle uint64 // kernel rule handle
 	set    string // the door's dynamic set; "" for narrow rules
+	tag    []byte // the rule's unique comment, to find it if handle is wrong
 }
 
 // NewNFTables returns an unstarted nftables backend.

@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vishvananda/netns"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -40,8 +42,11 @@ const reg = 1
 
 func (n *NFTables) conn() (*nftables.Conn, error) {
 	var opts []nftables.ConnOption
-	if n.cfg.NetNS != 0 {
+	switch {
+	case n.cfg.NetNS != 0:
 		opts = append(opts, nftables.WithNetNSFd(n.cfg.NetNS))
+	case n.ns != 0:
+		opts = append(opts, nftables.WithNetNSFd(n.ns))
 	}
 	return nftables.New(opts...)
 }
@@ -61,8 +66,8 @@ func (n *NFTables) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: start: %w", nftBackend, err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.life.Lock()
+	defer n.life.Unlock()
 	c, err := n.conn()
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", nftBackend, err)
@@ -87,7 +92,25 @@ func (n *NFTables) Start(ctx context.Context) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("%s: start: create table inet %s: %w", nftBackend, n.cfg.Table, err)
 	}
+	if err := n.syncHandle(c); err != nil {
+		return fmt.Errorf("%s: start: read handles of table inet %s: %w", nftBackend, n.cfg.Table, err)
+	}
+	n.mu.Lock()
 	n.live.reset()
+	n.mu.Unlock()
+	if n.delStop == nil {
+		// The batcher runs on threads of its own: pin it to the namespace
+		// Start ran in (which tests switch per thread).
+		if n.cfg.NetNS == 0 {
+			h, err := netns.Get()
+			if err != nil {
+				return fmt.Errorf("%s: start: %w", nftBackend, err)
+			}
+			n.ns = int(h)
+		}
+		n.delq, n.delStop, n.delDone = make(chan nftDelete), make(chan struct{}), make(chan struct{})
+		go n.routineDeleteBatches(n.delq, n.delStop, n.delDone)
+	}
 	n.started = true
 	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark), "protect", n.cfg.Protect)
 	return nil
@@ -171,10 +194,15 @@ func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
 	return nil
 }
 
-// Add adds the rule and, for a broad rule, its one-element set, in one batch,
-// then reads the chain back to learn the new rule's handle: v0.3.0 of the
-// library drops the kernel's echo, so each rule carries a unique comment
-// (userdata) to find it by.
+// Add adds the rule and, for a broad rule, its one-element set, in one batch.
+//
+// Deleting a rule needs its kernel handle, and v0.3.0 of the library drops
+// the kernel's echo that carries it. Reading the chain back after every add
+// costs time in proportion to the open doors, so the handle is predicted
+// instead: the kernel numbers a table's chains, sets and rules from one
+// counter, and doorman is the table's only writer, so with Adds serialised
+// the next handles are known. Each rule also carries a unique comment
+// (userdata); if a prediction is ever wrong, Delete finds the rule by it.
 func (n *NFTables) Add(ctx context.Context, r Rule) error {
 	return ruleErr(nftBackend, "add", r, n.add(ctx, r))
 }
@@ -186,8 +214,8 @@ func (n *NFTables) add(ctx context.Context, r Rule) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.life.RLock()
+	defer n.life.RUnlock()
 	if !n.started {
 		return ErrNotStarted
 	}
@@ -195,10 +223,15 @@ func (n *NFTables) add(ctx context.Context, r Rule) error {
 	if err != nil {
 		return err
 	}
+	n.addMu.Lock()
+	defer n.addMu.Unlock()
+	n.mu.Lock()
 	n.nextID++
 	id := n.nextID
+	n.mu.Unlock()
 	t := n.table()
 	var set *nftables.Set
+	handle := n.nextHandle
 	if r.Broad() {
 		set = &nftables.Set{
 			Table: t, ID: uint32(id%(1<<31)) + nftProtectSetID + 1, Name: "door_" + strconv.FormatUint(id, 10),
@@ -207,43 +240,117 @@ func (n *NFTables) add(ctx context.Context, r Rule) error {
 		if err := c.AddSet(set, nil); err != nil {
 			return err
 		}
+		handle++
 	}
 	tag := comment("doorman#" + strconv.FormatUint(id, 10))
 	c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: n.doorExprs(r, set), UserData: tag})
+	if err := c.Flush(); err != nil {
+		// An aborted batch may still have used up handles.
+		if serr := n.syncHandle(c); serr != nil {
+			n.log.Warn("cannot re-read handles", "err", serr)
+		}
+		return err
+	}
+	n.nextHandle = handle + 1
+	e := nftEntry{handle: handle, tag: tag}
+	if set != nil {
+		e.set = set.Name
+	}
+	n.mu.Lock()
+	n.live.push(r, e)
+	n.mu.Unlock()
+	return nil
+}
+
+// syncHandle learns the table's next handle: it adds a probe rule, reads
+// the handle the kernel gave it, and deletes it. Called with addMu held, or
+// before any Add.
+func (n *NFTables) syncHandle(c *nftables.Conn) error {
+	t := n.table()
+	tag := comment("doorman handle probe")
+	c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: []expr.Any{&expr.Counter{}}, UserData: tag})
 	if err := c.Flush(); err != nil {
 		return err
 	}
 	rules, err := c.GetRules(t, n.doorChain())
 	if err != nil {
-		return fmt.Errorf("read back rule handle: %w", err)
+		return err
 	}
-	e := nftEntry{}
-	if set != nil {
-		e.set = set.Name
-	}
-	for _, kr := range rules {
-		if bytes.Equal(kr.UserData, tag) {
-			e.handle = kr.Handle
-			break
+	for _, r := range rules {
+		if bytes.Equal(r.UserData, tag) {
+			if err := c.DelRule(r); err != nil {
+				return err
+			}
+			if err := c.Flush(); err != nil {
+				return err
+			}
+			n.nextHandle = r.Handle + 1
+			return nil
 		}
 	}
-	if e.handle == 0 {
-		// The rule is in the kernel but cannot be deleted alone; Close
-		// still removes it with the table.
-		return errors.New("rule added but its handle was not found in the chain")
+	return errors.New("probe rule not found")
+}
+
+// checkHandles makes sure every predicted handle in batch is the rule
+// with its comment (one read of the chain per batch, off the knock path),
+// so a wrong prediction can never delete another door's rule.
+func (n *NFTables) checkHandles(batch []nftDelete) {
+	c, err := n.conn()
+	if err != nil {
+		return
 	}
-	n.live.push(r, e)
-	return nil
+	rules, err := c.GetRules(n.table(), n.doorChain())
+	if err != nil {
+		return // the delete itself will report trouble
+	}
+	byHandle := make(map[uint64][]byte, len(rules))
+	byTag := make(map[string]uint64, len(rules))
+	for _, r := range rules {
+		byHandle[r.Handle] = r.UserData
+		byTag[string(r.UserData)] = r.Handle
+	}
+	for i := range batch {
+		e := &batch[i].e
+		if bytes.Equal(byHandle[e.handle], e.tag) {
+			continue
+		}
+		if h, ok := byTag[string(e.tag)]; ok {
+			n.log.Warn("rule handle was mispredicted; using the one its comment names", "predicted", e.handle, "actual", h)
+			e.handle = h
+		}
+	}
+}
+
+// findHandle looks a rule up by its comment, for when a predicted handle
+// turned out wrong.
+func (n *NFTables) findHandle(tag []byte) (uint64, error) {
+	c, err := n.conn()
+	if err != nil {
+		return 0, err
+	}
+	rules, err := c.GetRules(n.table(), n.doorChain())
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rules {
+		if bytes.Equal(r.UserData, tag) {
+			return r.Handle, nil
+		}
+	}
+	return 0, errors.New("rule not found in the chain")
 }
 
 // doorExprs builds
 //
 //	[iifname IF] ip[6] saddr SRC ip[6] daddr DST tcp [sport SPORT] dport DPORT
-//	[add @door_N { tcp sport }] meta mark set meta mark | MARK
+//	[add @door_N { tcp sport }] meta mark set meta mark | MARK accept
 //
 // For a broad rule the dynamic set of size 1 takes the first SYN's source
 // port; the kernel refuses a second element (the expression breaks), so only
-// that one connection is marked.
+// that one connection is marked. The accept ends this chain only (the
+// admin's chains still run and let the mark through): without it one SYN
+// would go on to claim the sets of every other door for the same address
+// and port, and those doors would admit nothing (CLASSIC-6.7).
 func (n *NFTables) doorExprs(r Rule, set *nftables.Set) []expr.Any {
 	var exprs []expr.Any
 	if r.matchesIface() {
@@ -287,6 +394,7 @@ func (n *NFTables) doorExprs(r Rule, set *nftables.Set) []expr.Any {
 			Mask: binaryutil.NativeEndian.PutUint32(^n.cfg.Mark),
 			Xor:  binaryutil.NativeEndian.PutUint32(n.cfg.Mark)},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg},
+		&expr.Verdict{Kind: expr.VerdictAccept},
 	)
 }
 
@@ -299,31 +407,109 @@ func (n *NFTables) delete(ctx context.Context, r Rule) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.life.RLock()
+	defer n.life.RUnlock()
 	if !n.started {
 		return ErrNotStarted
 	}
+	// Take the entry out while the kernel works, and put it back if it
+	// fails, so no lock is held across the (slow) deletion.
+	n.mu.Lock()
 	e, ok := n.live.peek(r)
+	if ok {
+		n.live.pop(r)
+	}
+	n.mu.Unlock()
 	if !ok {
 		return ErrUnknownRule
 	}
+	req := nftDelete{e: e, done: make(chan error, 1)}
+	n.delq <- req
+	if err := <-req.done; err != nil {
+		n.mu.Lock()
+		n.live.push(r, e)
+		n.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// nftDeleteWindow is how long the deleter gathers deletions into one batch.
+// Every commit that deletes a rule or set makes the kernel wait for an RCU
+// grace period (about 10 ms here) while holding the nftables commit lock, so
+// every other door's Add waits too. One batch per window bounds those stalls
+// however many doors close; the price is that a rule lingers up to this long
+// after its door closed (harmless: a broad rule is one-shot by then, and a
+// narrow rule's connection is over).
+const nftDeleteWindow = 100 * time.Millisecond
+
+// routineDeleteBatches commits queued deletions, a batch per window, until
+// stop is closed and the queue is empty.
+func (n *NFTables) routineDeleteBatches(delq chan nftDelete, stop, done chan struct{}) {
+	defer close(done)
+	for {
+		var batch []nftDelete
+		select {
+		case req := <-delq:
+			batch = append(batch, req)
+		case <-stop:
+			return
+		}
+		timer := time.NewTimer(nftDeleteWindow)
+	gather:
+		for {
+			select {
+			case req := <-delq:
+				batch = append(batch, req)
+			case <-timer.C:
+				break gather
+			case <-stop:
+				timer.Stop()
+				break gather
+			}
+		}
+		n.checkHandles(batch)
+		entries := make([]nftEntry, len(batch))
+		for i, req := range batch {
+			entries[i] = req.e
+		}
+		if err := n.deleteEntries(entries...); err == nil {
+			for _, req := range batch {
+				req.done <- err
+			}
+			continue
+		}
+		// A batch is all or nothing: find the culprit one by one, and
+		// look up the handle of any rule whose predicted one was wrong.
+		for _, req := range batch {
+			err := n.deleteEntries(req.e)
+			if err != nil {
+				if h, ferr := n.findHandle(req.e.tag); ferr == nil && h != req.e.handle {
+					n.log.Warn("rule handle was mispredicted; deleting by its comment", "predicted", req.e.handle, "actual", h)
+					req.e.handle = h
+					err = n.deleteEntries(req.e)
+				}
+			}
+			req.done <- err
+		}
+	}
+}
+
+func (n *NFTables) deleteEntries(es ...nftEntry) error {
 	c, err := n.conn()
 	if err != nil {
 		return err
 	}
 	t := n.table()
-	if err := c.DelRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Handle: e.handle}); err != nil {
-		return err
+	for _, e := range es {
+		if err := c.DelRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Handle: e.handle}); err != nil {
+			return err
+		}
+		if e.set != "" {
+			c.DelSet(&nftables.Set{Table: t, Name: e.set})
+		}
 	}
-	if e.set != "" {
-		c.DelSet(&nftables.Set{Table: t, Name: e.set})
-	}
-	if err := c.Flush(); err != nil {
-		return err
-	}
-	n.live.pop(r)
-	return nil
+	return c.Flush()
 }
 
 // Close deletes the table with everything in it. It is idempotent (the same
@@ -332,11 +518,22 @@ func (n *NFTables) Close(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: close: %w", nftBackend, err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.life.Lock()
+	defer n.life.Unlock()
 	if !n.started {
 		return nil
 	}
+	// No Delete can be in flight (they hold life for reading).
+	close(n.delStop)
+	<-n.delDone
+	n.delq, n.delStop, n.delDone = nil, nil, nil
+	defer func() {
+		if n.ns != 0 {
+			h := netns.NsHandle(n.ns)
+			h.Close()
+			n.ns = 0
+		}
+	}()
 	c, err := n.conn()
 	if err != nil {
 		return fmt.Errorf("%s: close: %w", nftBackend, err)
@@ -347,10 +544,12 @@ func (n *NFTables) Close(ctx context.Context) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("%s: close: delete table inet %s: %w", nftBackend, n.cfg.Table, err)
 	}
+	n.mu.Lock()
 	if left := n.live.len(); left > 0 {
 		n.log.Debug("closed with doors still open", "rules", left)
 	}
 	n.live.reset()
+	n.mu.Unlock()
 	n.started = false
 	return nil
 }

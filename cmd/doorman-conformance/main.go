@@ -1,0 +1,164 @@
+//go:build linux
+
+// Command doorman-conformance runs the Doorman black-box conformance suite
+// against an implementation described by an adapter file.
+//
+//	doorman-conformance --impl conformance/adapters/doormand-nftables.toml \
+//	    --client conformance/adapters/knock.toml --junit out.xml
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"github.com/doorman-project/doorman/conformance"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doorman-conformance", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	impl := fs.String("impl", "", "adapter file of the implementation under test (daemon or client)")
+	client := fs.String("client", "", "adapter file of a client to test as well")
+	runRE := fs.String("run", "", "run only cases whose ID matches this regexp")
+	jsonOut := fs.Bool("json", false, "print results as JSON instead of a table")
+	junit := fs.String("junit", "", "write JUnit XML results to this file")
+	out := fs.String("out", "", "write per-case artifacts (daemon logs, pcaps) under this directory")
+	coverage := fs.Bool("coverage", false, "print every MUST of the spec with the cases covering it, then exit")
+	list := fs.Bool("list", false, "list the cases without running them")
+	specDir := fs.String("spec", "", "directory holding doorman.md and vectors/ (default: search upward for spec/)")
+	path := fs.String("path", "", "colon-separated directories searched before $PATH for the adapters' programs")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: doorman-conformance --impl FILE [--client FILE] [--run REGEXP] [--json] [--junit FILE] [--out DIR] [--coverage] [--list]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *coverage {
+		dir := *specDir
+		if dir == "" {
+			var err error
+			if dir, err = conformance.FindSpecDir("."); err != nil {
+				fmt.Fprintln(stderr, "doorman-conformance:", err)
+				return 2
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "doorman.md"))
+		if err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance:", err)
+			return 2
+		}
+		conformance.WriteCoverage(stdout, string(b))
+		return 0
+	}
+	var o conformance.Options
+	o.SpecDir = *specDir
+	o.OutDir = *out
+	if *runRE != "" {
+		re, err := regexp.Compile(*runRE)
+		if err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance: --run:", err)
+			return 2
+		}
+		o.Filter = re
+	}
+	var search []string
+	if *path != "" {
+		search = strings.Split(*path, ":")
+	}
+	load := func(p string) (*conformance.Adapter, error) {
+		a, err := conformance.LoadAdapter(p)
+		if err != nil {
+			return nil, err
+		}
+		a.SearchPath = search
+		return a, nil
+	}
+	if *impl == "" && *client == "" && !*list {
+		fs.Usage()
+		return 2
+	}
+	if *impl != "" {
+		a, err := load(*impl)
+		if err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance:", err)
+			return 2
+		}
+		o.Impl = a
+	}
+	if *client != "" {
+		a, err := load(*client)
+		if err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance:", err)
+			return 2
+		}
+		o.Client = a
+	}
+	if *list {
+		cases := conformance.Cases()
+		if o.Impl != nil || o.Client != nil {
+			cases = o.Selected()
+		}
+		for _, c := range cases {
+			fmt.Fprintf(stdout, "%-36s %-14s %-8s %-7s %s\n", c.ID, c.Requirement, c.Level, c.Target, c.Description)
+		}
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	if !*jsonOut {
+		o.OnResult = func(r conformance.Result) {
+			fmt.Fprintf(stderr, "%-11s %s\n", strings.ToUpper(string(r.Verdict)), r.ID)
+		}
+	}
+	results, err := conformance.RunSuite(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "doorman-conformance:", err)
+		return 2
+	}
+	if *jsonOut {
+		if err := conformance.WriteJSON(stdout, results); err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance:", err)
+			return 2
+		}
+	} else {
+		conformance.WriteTable(stdout, results)
+	}
+	if *junit != "" {
+		f, err := os.Create(*junit)
+		if err == nil {
+			err = conformance.WriteJUnit(f, results)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance: --junit:", err)
+			return 2
+		}
+	}
+	for _, r := range results {
+		if r.Verdict == conformance.Fail {
+			return 1
+		}
+	}
+	if ctx.Err() != nil {
+		return 130
+	}
+	return 0
+}

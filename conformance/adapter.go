@@ -1,0 +1,223 @@
+//go:build linux
+
+package conformance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Adapter kinds.
+const (
+	KindDaemon = "daemon"
+	KindClient = "client"
+)
+
+// FileTemplate is one file an adapter renders into the work directory.
+type FileTemplate struct {
+	Name     string `toml:"name"`     // relative to the work directory
+	Mode     string `toml:"mode"`     // octal, default 0600
+	Template string `toml:"template"` // text/template source
+}
+
+// Adapter describes how to run one implementation. It is read from TOML;
+// every string in Files, Reset, Preamble, Start, Knock and DryRun is a
+// text/template rendered from a Model (daemon) or KnockData (client), with
+// the function `bin NAME` giving the path of a required program.
+type Adapter struct {
+	Name        string `toml:"name"`
+	Kind        string `toml:"kind"` // "daemon" or "client"
+	Description string `toml:"description"`
+	// Requires names programs that must be installed; if one is missing
+	// every case is skipped as "implementation not installed".
+	Requires []string       `toml:"requires"`
+	Files    []FileTemplate `toml:"file"`
+
+	// Daemon adapters.
+	Reset        [][]string `toml:"reset"`    // server ns: before preamble and after stop
+	Preamble     [][]string `toml:"preamble"` // server ns: the admin's firewall
+	Start        []string   `toml:"start"`    // server ns: the daemon, in the foreground
+	ReadyLog     string     `toml:"ready_log"`
+	ReadyDelay   duration   `toml:"ready_delay"`
+	ReadyTimeout duration   `toml:"ready_timeout"`
+	StopSignal   string     `toml:"stop_signal"`
+
+	// Client adapters.
+	Knock  []string `toml:"knock"`   // client ns: send one knock
+	DryRun []string `toml:"dry_run"` // print the payload for a fixed tag (optional)
+
+	// Unsupported maps case IDs to the reason the implementation does not
+	// support them (a documented gap, not a failure).
+	Unsupported map[string]string `toml:"unsupported"`
+
+	// SearchPath lists directories searched before $PATH for Requires.
+	SearchPath []string `toml:"-"`
+	// Source is the file the adapter was read from.
+	Source string `toml:"-"`
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// LoadAdapter reads an adapter file.
+func LoadAdapter(path string) (*Adapter, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("adapter: %w", err)
+	}
+	return ParseAdapter(path, b)
+}
+
+// ParseAdapter parses adapter TOML; name is used in errors.
+func ParseAdapter(name string, data []byte) (*Adapter, error) {
+	var a Adapter
+	md, err := toml.Decode(string(data), &a)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("adapter %s: unknown keys %v", name, und)
+	}
+	a.Source = name
+	if err := a.validate(); err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", name, err)
+	}
+	for _, f := range a.Files {
+		if f.Name == "" || filepath.IsAbs(f.Name) || strings.Contains(f.Name, "..") {
+			return nil, fmt.Errorf("adapter %s: file name %q must be a relative path inside the work directory", name, f.Name)
+		}
+	}
+	return &a, nil
+}
+
+func (a *Adapter) validate() error {
+	switch a.Kind {
+	case KindDaemon:
+		if len(a.Start) == 0 {
+			return errors.New("daemon adapter needs start")
+		}
+		if _, err := parseSignal(a.StopSignal); err != nil {
+			return err
+		}
+	case KindClient:
+		if len(a.Knock) == 0 {
+			return errors.New("client adapter needs knock")
+		}
+	default:
+		return fmt.Errorf("kind %q: must be daemon or client", a.Kind)
+	}
+	return nil
+}
+
+func parseSignal(s string) (syscall.Signal, error) {
+	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "SIG")) {
+	case "", "TERM":
+		return syscall.SIGTERM, nil
+	case "INT":
+		return syscall.SIGINT, nil
+	case "QUIT":
+		return syscall.SIGQUIT, nil
+	case "KILL":
+		return syscall.SIGKILL, nil
+	}
+	return 0, fmt.Errorf("stop_signal %q: must be SIGTERM, SIGINT, SIGQUIT or SIGKILL", s)
+}
+
+// lookPath finds a required program in SearchPath, then $PATH.
+func (a *Adapter) lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if _, err := os.Stat(name); err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+	for _, d := range a.SearchPath {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return exec.LookPath(name)
+}
+
+// Missing returns the first required program that is not installed, or "".
+func (a *Adapter) Missing() string {
+	for _, r := range a.Requires {
+		if _, err := a.lookPath(r); err != nil {
+			return r
+		}
+	}
+	return ""
+}
+
+func (a *Adapter) render(name, src string, data any) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
+		"bin":  func(n string) (string, error) { return a.lookPath(n) },
+		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
+	}).Parse(src)
+	if err != nil {
+		return "", fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err)
+	}
+	return b.String(), nil
+}
+
+func (a *Adapter) renderArgv(what string, argv []string, data any) ([]string, error) {
+	out := make([]string, len(argv))
+	for i, s := range argv {
+		v, err := a.render(what+"["+strconv.Itoa(i)+"]", s, data)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// writeFiles renders the adapter's files into dir.
+func (a *Adapter) writeFiles(dir string, data any) error {
+	for _, f := range a.Files {
+		body, err := a.render(f.Name, f.Template, data)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o600)
+		if f.Mode != "" {
+			m, err := strconv.ParseUint(f.Mode, 8, 32)
+			if err != nil {
+				return fmt.Errorf("adapter %s: file %s: mode %q: %w", a.Name, f.Name, f.Mode, err)
+			}
+			mode = os.FileMode(m)
+		}
+		p := filepath.Join(dir, f.Name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+//go:build linux
+
+package conformance
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedAdaptersParse(t *testing.T) {
+	files, err := filepath.Glob("adapters/*.toml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("adapters: %v %v", files, err)
+	}
+	for _, f := range files {
+		a, err := LoadAdapter(f)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		m := (&Topology{Server: Host{}, Client: Host{}, Client2: Host{}}).model(t.TempDir())
+		var data any = m
+		if a.Kind == KindClient {
+			data = KnockData{Host: "198.18.0.1", Port: "22", Group: "g", Secret: "s", KnockPort: 1001, WorkDir: t.TempDir()}
+		}
+		a.SearchPath = []string{"/nonexistent"}
+		if err := a.writeFiles(t.TempDir(), data); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		for id := range a.Unsupported {
+			if !caseExists(id) {
+				t.Errorf("%s: unsupported names unknown case %q", f, id)
+			}
+		}
+	}
+}
+
+func caseExists(id string) bool {
+	for _, c := range Cases() {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCaseIDsUniqueAndCited(t *testing.T) {
+	spec, err := os.ReadFile("../spec/doorman.md")
+	if err != nil {
+		t.Skipf("spec not found: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, r := range ParseRequirements(string(spec)) {
+		ids[r.ID] = true
+	}
+	seen := map[string]bool{}
+	for _, c := range Cases() {
+		if seen[c.ID] {
+			t.Errorf("duplicate case ID %s", c.ID)
+		}
+		seen[c.ID] = true
+		if !ids[c.Requirement] {
+			t.Errorf("case %s cites %s, which the spec does not define", c.ID, c.Requirement)
+		}
+		if c.Target != TargetDaemon && c.Target != TargetClient {
+			t.Errorf("case %s: target %q", c.ID, c.Target)
+		}
+	}
+	for r := range notTestable {
+		if !ids[r] {
+			t.Errorf("notTestable names %s, which the spec does not define", r)
+		}
+	}
+}
+
+func TestParseRequirements(t *testing.T) {
+	spec := "**CLASSIC-4.6** A doorman MUST compare in constant time.\n\n" +
+		"**CLASSIC-2.1** Intro. A knocker MUST emit this (**CLASSIC-2.1/1**); a doorman MUST reject junk\n(**CLASSIC-2.1/2**).\n"
+	got := ParseRequirements(spec)
+	if len(got) != 4 {
+		t.Fatalf("got %d requirements: %+v", len(got), got)
+	}
+	if got[0].ID != "CLASSIC-4.6" || !strings.Contains(got[0].Sentence, "constant time") || got[0].Levels[0] != "MUST" {
+		t.Errorf("first: %+v", got[0])
+	}
+	if got[2].ID != "CLASSIC-2.1/1" || got[2].Sentence != "A knocker MUST emit this" {
+		t.Errorf("2.1/1: %+v", got[2])
+	}
+	if got[3].ID != "CLASSIC-2.1/2" || got[3].Sentence != "a doorman MUST reject junk" {
+		t.Errorf("2.1/2: %+v", got[3])
+	}
+}
+
+func TestCoverageListsEveryMust(t *testing.T) {
+	spec, err := os.ReadFile("../spec/doorman.md")
+	if err != nil {
+		t.Skipf("spec not found: %v", err)
+	}
+	var b bytes.Buffer
+	WriteCoverage(&b, string(spec))
+	for _, want := range []string{"CLASSIC-4.6", "constant time", "CLASSIC-6.2/1", "covered by: 6.2/single-connection"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("coverage output lacks %q", want)
+		}
+	}
+	if strings.Contains(b.String(), "NOT COVERED") {
+		t.Logf("requirements without a case or a reason:\n%s", grepLines(b.String(), "NOT COVERED"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	lines := strings.Split(s, "\n")
+	var out []string
+	for i, l := range lines {
+		if strings.Contains(l, sub) && i > 0 {
+			out = append(out, lines[i-1])
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestVectorsLoad(t *testing.T) {
+	v, err := LoadVectors("../spec/vectors/classic.json")
+	if err != nil {
+		t.Skipf("vectors: %v", err)
+	}
+	if len(v.Valid) == 0 || len(v.Reject) == 0 || len(v.Lenient) == 0 {
+		t.Fatalf("empty vectors: %d %d %d", len(v.Valid), len(v.Reject), len(v.Lenient))
+	}
+	// The suite's own HMAC must agree with the published vectors.
+	for _, x := range v.Valid {
+		if got := classicPayload(x.Port, x.Group, x.Tag, x.Secret); got != x.Payload {
+			t.Errorf("%s: built %q, vector %q", x.Name, got, x.Payload)
+		}
+	}
+}
+
+func TestRawIPv4(t *testing.T) {
+	r := rawIPv4{Options: []byte{1, 1, 1, 0}, MF: true, SrcPort: 1, DstPort: 1001, Payload: []byte("x")}
+	r.Src, r.Dst = mustAddr("198.18.0.2"), mustAddr("198.18.0.1")
+	b := r.bytes()
+	if b[0] != 0x46 || len(b) != 24+9 || b[6]&0x20 == 0 {
+		t.Fatalf("header % x", b[:24])
+	}
+	if inetChecksum(b[:24], 0) != 0 {
+		t.Errorf("IP header checksum does not verify")
+	}
+}
+
+func TestReports(t *testing.T) {
+	rs := []Result{{ID: "4.3/ip-options", Req: "CLASSIC-4.3", Level: "MUST", Verdict: Fail, Detail: "expected a, observed b", Impl: "x", Duration: time.Second},
+		{ID: "6.3/waitfor-expiry", Req: "CLASSIC-6.3", Level: "MUST", Verdict: Pass, Impl: "x"},
+		{ID: "6.2/single-connection", Req: "CLASSIC-6.2/1", Level: "MUST", Verdict: Unsupported, Detail: "gap", Impl: "x"}}
+	var b bytes.Buffer
+	WriteTable(&b, rs)
+	if !strings.Contains(b.String(), "4. Receiving") || !strings.Contains(b.String(), "1 pass, 1 fail, 0 skipped, 1 unsupported") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	b.Reset()
+	if err := WriteJSON(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back) != 3 || back[0]["verdict"] != "fail" {
+		t.Errorf("json: %v %s", err, b.String())
+	}
+	b.Reset()
+	if err := WriteJUnit(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `failures="1"`) || !strings.Contains(b.String(), `skipped="1"`) {
+		t.Errorf("junit:\n%s", b.String())
+	}
+}
+
+func FuzzParseRequirements(f *testing.F) {
+	f.Add("**CLASSIC-2.1** A MUST b (**CLASSIC-2.1/1**); c MUST NOT d (**CLASSIC-2.1/2**).")
+	f.Add("**CLASSIC-4.6**")
+	f.Add("x (**MODERN-12.1**)")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, r := range ParseRequirements(s) {
+			if !strings.Contains(s, r.ID) {
+				t.Fatalf("ID %q not in input", r.ID)
+			}
+		}
+	})
+}
+
+func FuzzParseAdapter(f *testing.F) {
+	for _, p := range []string{"adapters/knock.toml", "adapters/doormand-nftables.toml"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("kind = \"client\"\nknock = [\"x\"]\n[[file]]\nname = \"../x\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAdapter("fuzz", b)
+		if err != nil {
+			return
+		}
+		for _, fl := range a.Files {
+			if filepath.IsAbs(fl.Name) || strings.Contains(fl.Name, "..") {
+				t.Fatalf("accepted file name %q", fl.Name)
+			}
+		}
+	})
+}

@@ -1,0 +1,96 @@
+//go:build linux
+
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Env is what a case runs against: the topology, the adapters and, for a
+// daemon case, a running daemon.
+type Env struct {
+	ctx         context.Context
+	Topo        *Topology
+	Impl        *Adapter // daemon adapter (nil in client runs)
+	Client      *Adapter // client adapter (nil in daemon runs)
+	ArtifactDir string
+	WorkDir     string
+	Vectors     *Vectors
+
+	model  Model
+	daemon *daemonProc
+	starts int
+	notes  []string
+}
+
+// Context returns the case's context.
+func (e *Env) Context() context.Context { return e.ctx }
+
+// Logf records a note shown with the case's result.
+func (e *Env) Logf(format string, args ...any) {
+	e.notes = append(e.notes, fmt.Sprintf(format, args...))
+}
+
+func (e *Env) server() netip.Addr { return e.Topo.Server.Addr }
+
+// knock sends payload from h to the daemon's knock port.
+func (e *Env) knock(h Host, payload string) (int, error) {
+	return udpSend(h, e.server(), knockPort, []byte(payload))
+}
+
+// knockSettle sends a knock and gives the daemon time to act on it.
+func (e *Env) knockSettle(h Host, payload string) error {
+	if _, err := e.knock(h, payload); err != nil {
+		return err
+	}
+	time.Sleep(settle)
+	return nil
+}
+
+// expectOpen checks that a TCP connection from h to port succeeds.
+func (e *Env) expectOpen(h Host, port int, why string) error {
+	c, err := dialTCP(h, e.server(), port, openTimeout)
+	if err != nil {
+		return mismatch(fmt.Sprintf("port %d open for %s (%s)", port, h.Addr, why), "connect failed: %v", err)
+	}
+	c.Close()
+	return nil
+}
+
+// expectClosed checks that a TCP connection from h to port fails.
+func (e *Env) expectClosed(h Host, port int, why string) error {
+	c, err := dialTCP(h, e.server(), port, closedTimeout)
+	if err == nil {
+		c.Close()
+		return mismatch(fmt.Sprintf("port %d closed for %s (%s)", port, h.Addr, why), "connection established")
+	}
+	return nil
+}
+
+// control sends a fresh valid knock from the first client and checks that
+// the door opens: it proves the daemon is alive and serving, so that a
+// "closed" observation before it means a rejection (CLASSIC-4.8).
+func (e *Env) control(port int) error {
+	if err := e.knockSettle(e.Topo.Client, knockFor(port)); err != nil {
+		return err
+	}
+	if err := e.expectOpen(e.Topo.Client, port, "control knock after the test"); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	return nil
+}
+
+// rejected sends payload from h and checks port stays closed, then runs the
+// control knock.
+func (e *Env) rejected(h Host, payload string, port int, why string) error {
+	if err := e.knockSettle(h, payload); err != nil {
+		return err
+	}
+	if err := e.expectClosed(h, port, why); err != nil {
+		return err
+	}
+	return e.control(port)
+}

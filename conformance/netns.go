@@ -1,0 +1,162 @@
+//go:build linux
+
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+)
+
+// Host is one namespace of the topology with its address on the shared LAN.
+type Host struct {
+	NS   string     // namespace name
+	Addr netip.Addr // IPv4 address on IfName
+}
+
+// IfName is the LAN interface name inside every host namespace.
+const IfName = "dmcf0"
+
+// Topology is the suite's private network: a server, two clients that are
+// guests, and a foreign host that is not, on one bridge.
+type Topology struct {
+	Prefix  string
+	Server  Host
+	Client  Host // first allowed client
+	Client2 Host // second allowed client
+	Foreign Host // not in the guest list
+	lan     string
+}
+
+// ErrNoPrivilege is returned when namespaces cannot be created (not root).
+var ErrNoPrivilege = errors.New("cannot create network namespaces (need root)")
+
+// NewPrefix returns "dmcf-" plus a random suffix.
+func NewPrefix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "dmcf-" + hex.EncodeToString(b[:])
+}
+
+func ipCmd(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// NewTopology creates the namespaces. Call Close to remove them, also when
+// NewTopology fails half way (it cleans up after itself then).
+func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
+	t = &Topology{Prefix: prefix, lan: prefix + "-lan",
+		Server:  Host{NS: prefix + "-srv", Addr: netip.MustParseAddr("198.18.0.1")},
+		Client:  Host{NS: prefix + "-cl1", Addr: netip.MustParseAddr("198.18.0.2")},
+		Client2: Host{NS: prefix + "-cl2", Addr: netip.MustParseAddr("198.18.0.3")},
+		Foreign: Host{NS: prefix + "-frn", Addr: netip.MustParseAddr("198.18.0.4")},
+	}
+	defer func() {
+		if err != nil {
+			t.Close()
+			t = nil
+		}
+	}()
+	if err := ipCmd(ctx, "netns", "add", t.lan); err != nil {
+		if strings.Contains(err.Error(), "ermission") || strings.Contains(err.Error(), "EPERM") {
+			return t, fmt.Errorf("%w: %v", ErrNoPrivilege, err)
+		}
+		return t, err
+	}
+	steps := [][]string{
+		{"-n", t.lan, "link", "add", "br0", "type", "bridge"},
+		{"-n", t.lan, "link", "set", "br0", "up"},
+		{"-n", t.lan, "link", "set", "lo", "up"},
+	}
+	for i, h := range t.hosts() {
+		port := fmt.Sprintf("p%d", i)
+		steps = append(steps, [][]string{
+			{"link", "add", port, "netns", t.lan, "type", "veth", "peer", "name", IfName, "netns", h.NS},
+			{"-n", t.lan, "link", "set", port, "master", "br0"},
+			{"-n", t.lan, "link", "set", port, "up"},
+			{"-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", IfName},
+			{"-n", h.NS, "link", "set", IfName, "up"},
+			{"-n", h.NS, "link", "set", "lo", "up"},
+		}...)
+	}
+	for _, h := range t.hosts() {
+		if err := ipCmd(ctx, "netns", "add", h.NS); err != nil {
+			return t, err
+		}
+		// No IPv6: keeps router and neighbour chatter out of the silence
+		// captures. The file may not exist on kernels without IPv6.
+		_ = exec.CommandContext(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1").Run()
+	}
+	for _, s := range steps {
+		if err := ipCmd(ctx, s...); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+func (t *Topology) hosts() []Host { return []Host{t.Server, t.Client, t.Client2, t.Foreign} }
+
+// Close deletes every namespace the topology created; errors are ignored
+// because a namespace may not have been created.
+func (t *Topology) Close() {
+	if t == nil {
+		return
+	}
+	for _, n := range append([]string{t.lan}, t.Server.NS, t.Client.NS, t.Client2.NS, t.Foreign.NS) {
+		_ = exec.Command("ip", "netns", "del", n).Run()
+	}
+}
+
+// InNS runs f on an OS thread switched into namespace name. Sockets that f
+// opens stay in that namespace after it returns.
+func InNS(name string, f func() error) error {
+	type res struct{ err error }
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{fmt.Errorf("netns get: %w", err)}
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{fmt.Errorf("netns %s: %w", name, err)}
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{fmt.Errorf("enter netns %s: %w", name, err)}
+			return
+		}
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			// The thread is tainted: keep it locked so it dies with the goroutine.
+			ch <- res{errors.Join(ferr, fmt.Errorf("leave netns %s: %w", name, err))}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- res{ferr}
+	}()
+	return (<-ch).err
+}

@@ -1,0 +1,275 @@
+//go:build linux
+
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Options configure a suite run.
+type Options struct {
+	// Impl is the implementation under test: a daemon or a client adapter.
+	Impl *Adapter
+	// Client is an optional client adapter run alongside a daemon adapter.
+	Client *Adapter
+	// Filter selects cases by ID; nil runs all.
+	Filter *regexp.Regexp
+	// OutDir receives per-case artifacts (daemon logs, pcaps); "" keeps
+	// them only for the duration of the case.
+	OutDir string
+	// SpecDir holds doorman.md and vectors/classic.json; "" searches the
+	// working directory and its parents.
+	SpecDir string
+	// Prefix names the namespaces; "" draws "dmcf-" plus a random suffix.
+	Prefix string
+	// OnResult, if set, is called after each case.
+	OnResult func(Result)
+	// Topology, if set, is used instead of creating one (the caller closes it).
+	Topology *Topology
+}
+
+func (o *Options) adapters() (daemon, client *Adapter) {
+	for _, a := range []*Adapter{o.Impl, o.Client} {
+		if a == nil {
+			continue
+		}
+		if a.Kind == KindClient {
+			client = a
+		} else {
+			daemon = a
+		}
+	}
+	return
+}
+
+// Selected returns the cases a run with these options would run.
+func (o *Options) Selected() []*Case {
+	d, c := o.adapters()
+	var out []*Case
+	for _, cs := range Cases() {
+		if (cs.Target == TargetDaemon && d == nil) || (cs.Target == TargetClient && c == nil) {
+			continue
+		}
+		if o.Filter != nil && !o.Filter.MatchString(cs.ID) {
+			continue
+		}
+		out = append(out, cs)
+	}
+	return out
+}
+
+// RunSuite runs the selected cases and returns their results. It returns
+// ErrNoPrivilege (wrapped) when the topology cannot be created.
+func RunSuite(ctx context.Context, o Options) ([]Result, error) {
+	daemonA, clientA := o.adapters()
+	cases := o.Selected()
+	var results []Result
+	emit := func(r Result) {
+		results = append(results, r)
+		if o.OnResult != nil {
+			o.OnResult(r)
+		}
+	}
+	missing := map[*Adapter]string{}
+	for _, a := range []*Adapter{daemonA, clientA} {
+		if a != nil {
+			if m := a.Missing(); m != "" {
+				missing[a] = m
+			}
+		}
+	}
+	adapterFor := func(c *Case) *Adapter {
+		if c.Target == TargetClient {
+			return clientA
+		}
+		return daemonA
+	}
+	needTopo := false
+	for _, c := range cases {
+		if _, ok := missing[adapterFor(c)]; !ok {
+			needTopo = true
+		}
+	}
+	specDir := o.SpecDir
+	if specDir == "" {
+		specDir, _ = FindSpecDir(".")
+	}
+	// Without vectors the cases that need them report "skipped".
+	var vectors *Vectors
+	if specDir != "" {
+		vectors, _ = LoadVectors(filepath.Join(specDir, "vectors", "classic.json"))
+	}
+
+	topo := o.Topology
+	if needTopo && topo == nil {
+		prefix := o.Prefix
+		if prefix == "" {
+			prefix = NewPrefix()
+		}
+		var err error
+		topo, err = NewTopology(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		defer topo.Close()
+	}
+	var lis *listeners
+	if needTopo && daemonA != nil {
+		var err error
+		if lis, err = listen(topo.Server, serverPorts()); err != nil {
+			return nil, err
+		}
+		defer lis.Close()
+	}
+
+	for _, c := range cases {
+		a := adapterFor(c)
+		r := Result{Case: c, ID: c.ID, Req: c.Requirement, Level: c.Level, Impl: a.Name}
+		if m, ok := missing[a]; ok {
+			r.Verdict, r.Detail = Skipped, fmt.Sprintf("implementation not installed (%s not found)", m)
+			emit(r)
+			continue
+		}
+		if why, ok := a.Unsupported[c.ID]; ok {
+			r.Verdict, r.Detail = Unsupported, why
+			emit(r)
+			continue
+		}
+		if ctx.Err() != nil {
+			r.Verdict, r.Detail = Skipped, "run interrupted"
+			emit(r)
+			continue
+		}
+		start := time.Now()
+		r.Verdict, r.Detail, r.Artifact = runCase(ctx, c, topo, daemonA, clientA, vectors, o.OutDir)
+		r.Duration = time.Since(start)
+		emit(r)
+	}
+	return results, nil
+}
+
+func sanitize(id string) string {
+	return strings.NewReplacer("/", "_", " ", "_").Replace(id)
+}
+
+func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Adapter, vec *Vectors, outDir string) (v Verdict, detail, artifacts string) {
+	work, err := os.MkdirTemp("", topo.Prefix+"-work-")
+	if err != nil {
+		return Fail, "harness: " + err.Error(), ""
+	}
+	defer os.RemoveAll(work)
+	art := filepath.Join(work, "artifacts")
+	if outDir != "" {
+		name := "client"
+		if c.Target == TargetDaemon {
+			name = daemonA.Name
+		} else {
+			name = clientA.Name
+		}
+		art = filepath.Join(outDir, sanitize(name), sanitize(c.ID))
+		artifacts = art
+	}
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		return Fail, "harness: " + err.Error(), ""
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	stateDir := filepath.Join(work, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return Fail, "harness: " + err.Error(), ""
+	}
+	e := &Env{ctx: cctx, Topo: topo, Impl: daemonA, Client: clientA, ArtifactDir: art, WorkDir: stateDir}
+	if vec != nil {
+		e.Vectors = vec
+	}
+	if c.Target == TargetDaemon {
+		e.model = topo.model(stateDir)
+		defer func() {
+			if e.daemon != nil {
+				if !e.DaemonAlive() {
+					detail = strings.TrimSpace(detail + "; daemon exited during the case (CLASSIC-4.8)")
+					if v == Pass {
+						v = Fail
+					}
+				}
+				_ = e.StopDaemon()
+			}
+			_ = e.runCommands("reset", daemonA.Reset)
+		}()
+		if err := e.StartDaemon(true); err != nil {
+			return Fail, "daemon did not start: " + err.Error(), artifacts
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(e) }()
+	select {
+	case err = <-done:
+	case <-cctx.Done():
+		err = fmt.Errorf("case timed out after %v", timeout)
+		// Let the case goroutine finish before tearing down its daemon.
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if len(e.notes) > 0 {
+		detail = strings.Join(e.notes, "; ")
+	}
+	switch {
+	case err == nil:
+		return Pass, detail, artifacts
+	case errors.Is(err, ErrSkip):
+		return Skipped, strings.TrimPrefix(err.Error(), "skipped: "), artifacts
+	case errors.Is(err, ErrUnsupported):
+		return Unsupported, err.Error(), artifacts
+	}
+	return Fail, err.Error(), artifacts
+}
+
+// Run runs the whole suite against impl as subtests of t: every case must
+// pass (skipped and unsupported cases are reported as skips). It skips t when
+// namespaces cannot be created.
+func Run(t *testing.T, impl *Adapter) {
+	t.Helper()
+	RunWith(t, Options{Impl: impl})
+}
+
+// RunWith is Run with options.
+func RunWith(t *testing.T, o Options) []Result {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("conformance needs root to create network namespaces")
+	}
+	results, err := RunSuite(context.Background(), o)
+	if errors.Is(err, ErrNoPrivilege) {
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("conformance: %v", err)
+	}
+	for _, r := range results {
+		t.Run(r.ID, func(t *testing.T) {
+			switch r.Verdict {
+			case Fail:
+				t.Errorf("%s %s (%s): %s", r.Req, r.Level, r.Impl, r.Detail)
+			case Skipped, Unsupported:
+				t.Skipf("%s: %s", r.Verdict, r.Detail)
+			default:
+				t.Logf("pass in %v %s", r.Duration.Round(time.Millisecond), r.Detail)
+			}
+		})
+	}
+	return results
+}
