@@ -57,14 +57,12 @@ type door struct {
 	key      doorKey
 	group    string
 	settings Settings
-	syn      chan uint16
+	syn      chan synEvent
 	opened   time.Time
 
 	// Guarded by Engine.mu.
 	state   DoorState
 	srcPort uint16
-	ready   bool   // the broad rule is in force
-	early   uint16 // source port of a SYN seen before it was
 }
 
 func (d *door) info() DoorInfo {
@@ -79,7 +77,7 @@ func (e *Engine) openDoor(ctx context.Context, src, dst netip.Addr, port uint16,
 	e.mu.Lock()
 	e.nextID++
 	d := &door{id: e.nextID, key: doorKey{src: src, dst: dst, port: port}, group: group,
-		settings: *e.settings.Load(), syn: make(chan uint16, 1), opened: e.now(), state: DoorBroad}
+		settings: *e.settings.Load(), syn: make(chan synEvent, synQueue), opened: e.now(), state: DoorBroad}
 	e.doors[d.id] = d
 	if d.settings.SYNFromCapture {
 		e.waiting[d.key] = append(e.waiting[d.key], d)
@@ -152,33 +150,18 @@ func (e *Engine) routineDoor(ctx context.Context, d *door) {
 	defer e.wg.Done()
 	s := d.settings
 	broad := e.rule(d, 0)
+	addStart := time.Now()
 	if err := e.opts.Firewall.Add(ctx, broad); err != nil {
 		e.counters.add(ReasonFirewall)
 		e.log.Error("firewall: cannot add broad rule; door not opened", "rule", broad.String(), "err", err)
 		e.setState(d, DoorClosed, "firewall-error")
 		return
 	}
+	inForce := time.Now()
 	e.setState(d, DoorBroad, "knock")
 
-	// Wait for the first SYN (CLASSIC-6.3, CLASSIC-6.4). A SYN captured
-	// before the broad rule was in force was most likely dropped by the
-	// kernel and will be retransmitted; it counts only if the kernel has
-	// its connection (it slipped in just as the rule landed).
-	e.mu.Lock()
-	d.ready = true
-	early := d.early
-	e.mu.Unlock()
-	var sport uint16
-	var why string
-	if early != 0 && e.opts.Conns != nil &&
-		e.opts.Conns.State(netip.AddrPortFrom(d.key.dst, d.key.port), netip.AddrPortFrom(d.key.src, early)) != ConnEnded {
-		e.mu.Lock()
-		e.unwaitLocked(d)
-		e.mu.Unlock()
-		sport = early
-	} else {
-		sport, why = e.awaitSYN(ctx, d)
-	}
+	// Wait for the first SYN that the kernel let in (CLASSIC-6.3, 6.4).
+	sport, why := e.awaitSYN(ctx, d, addStart, inForce)
 	if sport == 0 {
 		e.remove(broad)
 		e.setState(d, DoorClosed, why)
@@ -193,9 +176,6 @@ func (e *Engine) routineDoor(ctx context.Context, d *door) {
 		return
 	}
 	e.remove(broad)
-	e.mu.Lock()
-	d.srcPort = sport
-	e.mu.Unlock()
 	e.setState(d, DoorNarrow, "syn")
 
 	local := netip.AddrPortFrom(d.key.dst, d.key.port)
@@ -218,19 +198,40 @@ func (e *Engine) routineDoor(ctx context.Context, d *door) {
 	e.setState(d, DoorClosed, why)
 }
 
-// awaitSYN returns the source port of the door's first SYN, or 0 and why
-// there is none.
-func (e *Engine) awaitSYN(ctx context.Context, d *door) (uint16, string) {
+// synEvent is a captured SYN offered to a door: its source port and when
+// the kernel received it (zero if capture could not say).
+type synEvent struct {
+	port uint16
+	at   time.Time
+}
+
+// awaitSYN returns the source port of the door's first SYN that the kernel
+// let in, or 0 and why there is none. The broad rule was being added from
+// addStart and was in force at inForce: a SYN received before addStart was
+// dropped, one received after inForce was let in, and one in between (or of
+// unknown time) is checked against the kernel's socket table.
+func (e *Engine) awaitSYN(ctx context.Context, d *door, addStart, inForce time.Time) (uint16, string) {
 	timer := time.NewTimer(d.settings.WaitFor)
 	defer timer.Stop()
 	if d.settings.SYNFromCapture || e.opts.Conns == nil {
-		select {
-		case p := <-d.syn:
-			return p, ""
-		case <-timer.C:
-			return 0, "waitfor"
-		case <-ctx.Done():
-			return 0, "shutdown"
+		for {
+			select {
+			case ev := <-d.syn:
+				switch {
+				case !ev.at.IsZero() && ev.at.Before(addStart):
+					continue // came before the rule: dropped by the kernel
+				case !ev.at.IsZero() && ev.at.After(inForce):
+				case !e.confirmSYN(ctx, d, ev.port):
+					continue
+				}
+				if e.claim(d, ev.port) {
+					return ev.port, ""
+				}
+			case <-timer.C:
+				return 0, "waitfor"
+			case <-ctx.Done():
+				return 0, "shutdown"
+			}
 		}
 	}
 	// No SYNs from capture: look for the connection in the kernel's table.
@@ -244,11 +245,54 @@ func (e *Engine) awaitSYN(ctx context.Context, d *door) (uint16, string) {
 		case <-ctx.Done():
 			return 0, "shutdown"
 		case <-tick.C:
-			if p, ok := e.opts.Conns.FindFrom(local, d.key.src); ok {
+			if p, ok := e.opts.Conns.FindFrom(local, d.key.src); ok && e.claim(d, p) {
 				return p, ""
 			}
 		}
 	}
+}
+
+// synQueue bounds the SYNs queued for one door; more are dropped (a door
+// needs one, and a flood of SYNs must not grow memory).
+const synQueue = 16
+
+// confirmSYN reports whether the kernel let a captured SYN in, for a SYN
+// whose receive time does not tell: capture sees every SYN, also those the
+// firewall dropped. A SYN that got in has a socket (a request socket, then
+// an established one), which may appear a moment after capture saw the
+// SYN, so look a few times.
+func (e *Engine) confirmSYN(ctx context.Context, d *door, sport uint16) bool {
+	if e.opts.Conns == nil {
+		return true
+	}
+	local := netip.AddrPortFrom(d.key.dst, d.key.port)
+	remote := netip.AddrPortFrom(d.key.src, sport)
+	for i := 0; i < 5; i++ {
+		if e.opts.Conns.State(local, remote) != ConnEnded {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// claim gives sport to d unless another door of the same address and port
+// already took it, and stops d waiting for SYNs.
+func (e *Engine) claim(d *door, sport uint16) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range e.doors {
+		if x != d && x.key == d.key && x.srcPort == sport {
+			return false
+		}
+	}
+	d.srcPort = sport
+	e.unwaitLocked(d)
+	return true
 }
 
 func (e *Engine) awaitEstablished(ctx context.Context, s Settings, local, remote netip.AddrPort) bool {

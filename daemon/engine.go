@@ -307,29 +307,24 @@ func headHex(b []byte) string {
 	return hex.EncodeToString(b)
 }
 
-// handleSYN hands a SYN to the oldest broad door waiting for it.
+// handleSYN offers a SYN to every broad door waiting for one from that
+// address to that port; each door checks with the kernel that the SYN got
+// in and claims its source port (see confirmSYN and claim).
 func (e *Engine) handleSYN(p *capture.Packet) {
 	key := doorKey{src: p.Src, dst: p.Dst, port: p.DstPort}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	q := e.waiting[key]
 	if len(q) == 0 {
-		e.mu.Unlock()
 		return
 	}
-	d := q[0]
-	if !d.ready {
-		d.early = p.SrcPort
-		e.mu.Unlock()
-		return
-	}
-	if len(q) == 1 {
-		delete(e.waiting, key)
-	} else {
-		e.waiting[key] = q[1:]
-	}
-	e.mu.Unlock()
 	e.counters.add(ReasonSYN)
-	d.syn <- p.SrcPort // buffered 1; each door is handed at most one SYN
+	for _, d := range q {
+		select {
+		case d.syn <- synEvent{port: p.SrcPort, at: p.Time}:
+		default: // queue full: this door has plenty to look at
+		}
+	}
 }
 
 // routineRetry retries removing rules whose removal failed (CLASSIC-6.10).

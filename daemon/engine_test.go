@@ -233,12 +233,48 @@ func TestNotEstablished(t *testing.T) {
 	h := newHarness(t, settings())
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
 	h.expect(DoorBroad)
+	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 50000), ConnHandshake)
 	h.sendSYN(client, 50000, 22)
 	h.expect(DoorNarrow)
 	if e := h.expect(DoorClosed); e.Why != "not-established" {
 		t.Fatalf("closed because %q", e.Why)
 	}
 	rulesEqual(t, h.fw)
+}
+
+// TestDroppedSYNIgnored: a SYN the kernel dropped (it came before the broad
+// rule, or capture read it late) has no socket and must not narrow the door
+// to a dead port; the next SYN that got in does (CLASSIC-6.4).
+func TestDroppedSYNIgnored(t *testing.T) {
+	h := newHarness(t, settings())
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expect(DoorBroad)
+	h.sendSYN(client, 40000, 22) // no socket: dropped
+	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 40001), ConnEstablished)
+	h.sendSYN(client, 40001, 22)
+	if e := h.expect(DoorNarrow); e.SrcPort != 40001 {
+		t.Fatalf("narrowed to %d, want 40001", e.SrcPort)
+	}
+}
+
+// TestSYNReceiveTime: with kernel receive times, a SYN received before the
+// broad rule was being added is ignored even if the kernel table has its
+// port (say, from a later retry), and one received after the rule was in
+// force is taken without asking the kernel (CLASSIC-6.4).
+func TestSYNReceiveTime(t *testing.T) {
+	h := newHarness(t, settings())
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expect(DoorBroad)
+	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 40000), ConnEstablished)
+	syn := func(sport uint16, at time.Time) {
+		h.src.ch <- capture.Packet{Src: client, Dst: server, SrcPort: sport, DstPort: 22, Proto: capture.ProtoTCP,
+			TCPFlags: capture.TCPFlagSYN, Time: at}
+	}
+	syn(40000, time.Now().Add(-time.Hour))
+	syn(40001, time.Now().Add(time.Hour))
+	if e := h.expect(DoorNarrow); e.SrcPort != 40001 {
+		t.Fatalf("narrowed to %d, want 40001", e.SrcPort)
+	}
 }
 
 // TestRejections: each failed check is counted under its reason and opens

@@ -10,8 +10,15 @@ import (
 )
 
 // DefaultWaitEvery is the interval between connection attempts when
-// WaitOpen or DialOpen is given a non-positive one.
-const DefaultWaitEvery = 100 * time.Millisecond
+// WaitOpen or DialOpen is given a non-positive one. A doormand opens its
+// door within about a millisecond of the knock, so a short interval keeps
+// "knock, then connect" quick; attempts are bounded by maxAttempts.
+const DefaultWaitEvery = 25 * time.Millisecond
+
+// firstDialDelay separates the knock from the first SYN: both travel the
+// same path, so a SYN sent right behind the knock would reach the server
+// before the door it asks for exists, and be dropped.
+const firstDialDelay = 5 * time.Millisecond
 
 // maxAttempts bounds the connection attempts in flight at once.
 const maxAttempts = 32
@@ -78,6 +85,10 @@ func DialOpen(ctx context.Context, host netip.Addr, port uint16, every time.Dura
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var lastErr error
+	select {
+	case <-time.After(firstDialDelay):
+	case <-ctx.Done():
+	}
 	dial()
 	for {
 		select {

@@ -36,7 +36,9 @@ type Scenario struct {
 
 // Scenarios returns the built-in scenarios in their suggested order.
 func Scenarios() []Scenario {
-	return []Scenario{happyScenario(), replayScenario(), timeoutScenario()}
+	all := []Scenario{happyScenario(), replayScenario(), timeoutScenario()}
+	all = append(all, networkScenarios()...)
+	return append(all, loadScenarios()...)
 }
 
 // LookupScenario returns the built-in scenario called name.
@@ -61,6 +63,11 @@ type RunConfig struct {
 	Out io.Writer
 	// Prefix is the namespace prefix; empty means "dmscen".
 	Prefix string
+	// Rate is the flood scenario's junk rate in datagrams per second; 0
+	// means a light 20000, enough to exercise the path in tests.
+	Rate int
+	// Seconds is how long the flood scenario floods; 0 means 2.
+	Seconds float64
 }
 
 // Run is one playing of a scenario: its network, its working directory
@@ -72,6 +79,8 @@ type Run struct {
 	Bin string
 	// Dir is a working directory for configuration files and logs.
 	Dir string
+
+	cfg RunConfig // what the run was started with (flood parameters)
 
 	mu     sync.Mutex
 	out    io.Writer
@@ -109,7 +118,7 @@ func RunScenario(ctx context.Context, s Scenario, cfg RunConfig) (err error) {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	defer n.Close()
-	r := &Run{Net: n, Bin: cfg.Bin, Dir: dir, out: out, start: time.Now()}
+	r := &Run{Net: n, Bin: cfg.Bin, Dir: dir, cfg: cfg, out: out, start: time.Now()}
 	fmt.Fprintf(out, "=== scenario %s: %s (run %s)\n", s.Name, s.Description, n.RunID())
 	runErr := s.Run(ctx, r)
 	if runErr != nil {

@@ -4,7 +4,7 @@
 // networks of Linux network namespaces and prints their transcripts.
 //
 //	doorman-sim list
-//	doorman-sim [--bin DIR] [--artifacts DIR] run NAME [NAME...]
+//	doorman-sim [--bin DIR] [--artifacts DIR] [--rate PPS] [--seconds S] run NAME [NAME...]
 //
 // Without --bin (or DOORMAN_BIN) it builds doormand and knock with `go build`
 // from the module found by walking up from the working directory to go.mod.
@@ -37,8 +37,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	bin := fs.String("bin", os.Getenv("DOORMAN_BIN"), "directory with prebuilt doormand and knock (default: build them)")
 	artifacts := fs.String("artifacts", "", "directory to keep configurations and daemon logs in")
+	rate := fs.Int("rate", 200000, "flood scenario: junk datagrams per second")
+	seconds := fs.Float64("seconds", 5, "flood scenario: how long to flood, in seconds")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: doorman-sim [--bin DIR] [--artifacts DIR] list | run NAME [NAME...]")
+		fmt.Fprintln(stderr, "usage: doorman-sim [--bin DIR] [--artifacts DIR] [--rate PPS] [--seconds S] list | run NAME [NAME...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -56,11 +58,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "run":
-		// Flags after "run" are accepted too.
-		if err := fs.Parse(rest[1:]); err != nil {
+		// Flags after "run" and between or after the names are accepted too.
+		var names []string
+		for args := rest[1:]; ; {
+			if err := fs.Parse(args); err != nil {
+				return 2
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			names = append(names, fs.Arg(0))
+			args = fs.Args()[1:]
+		}
+		if *rate <= 0 || *seconds <= 0 || *seconds > 600 {
+			fmt.Fprintln(stderr, "doorman-sim: --rate must be positive and --seconds in (0, 600]")
 			return 2
 		}
-		err := runScenarios(fs.Args(), *bin, *artifacts, stdout)
+		cfg := sim.RunConfig{Bin: *bin, Artifacts: *artifacts, Out: stdout, Rate: *rate, Seconds: *seconds}
+		err := runScenarios(names, cfg)
 		switch {
 		case err == nil:
 			return 0
@@ -79,7 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func runScenarios(names []string, bin, artifacts string, out io.Writer) error {
+// runScenarios plays the named scenarios with cfg; an empty cfg.Bin means
+// build the binaries first.
+func runScenarios(names []string, cfg sim.RunConfig) error {
+	out := cfg.Out
 	if len(names) == 0 {
 		return fmt.Errorf("%w: run needs at least one scenario name", errUsage)
 	}
@@ -98,7 +116,7 @@ func runScenarios(names []string, bin, artifacts string, out io.Writer) error {
 	// deferred Close in RunScenario then finds it already torn down.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if bin == "" {
+	if cfg.Bin == "" {
 		root, err := moduleRoot()
 		if err != nil {
 			return err
@@ -112,14 +130,14 @@ func runScenarios(names []string, bin, artifacts string, out io.Writer) error {
 		if err := sim.BuildDoorman(ctx, root, dir); err != nil {
 			return err
 		}
-		bin = dir
+		cfg.Bin = dir
 	}
 	failed := 0
 	for _, s := range scens {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted")
 		}
-		if err := sim.RunScenario(ctx, s, sim.RunConfig{Bin: bin, Artifacts: artifacts, Out: out}); err != nil {
+		if err := sim.RunScenario(ctx, s, cfg); err != nil {
 			failed++
 			if !errors.Is(err, sim.ErrScenarioFailed) {
 				fmt.Fprintf(out, "=== ERROR %s: %v\n", s.Name, err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Mode selects how packets are captured.
@@ -98,6 +99,11 @@ type Packet struct {
 	Payload []byte
 	// IfIndex is the index of the device the packet arrived on.
 	IfIndex int
+	// Time is when the kernel received the packet (SO_TIMESTAMPNS), set
+	// for TCP packets in ModeNetwork and ModeRaw; zero when unknown. The
+	// daemon compares it with when a firewall rule took effect, since a
+	// packet may be read long after it arrived.
+	Time time.Time
 }
 
 // IP protocol numbers and TCP flags used in Packet.

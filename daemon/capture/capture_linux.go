@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -167,6 +168,9 @@ func (c *Conn) openPacket() error {
 	// Kernels before 4.20 lack PACKET_IGNORE_OUTGOING; the filter and Read
 	// drop outgoing frames anyway.
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	// Receive times for SYNs (Packet.Time); without them doors fall back
+	// to asking the kernel's socket table.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	if c.cfg.HexDump != nil {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
 			return fmt.Errorf("setsockopt(PACKET_AUXDATA): %w", err)
@@ -344,8 +348,24 @@ func (c *Conn) readPacket(p *Packet, frame []byte) (skip bool, err error) {
 		return false, ErrNotLocal
 	}
 	pk.IfIndex = int(sll.Ifindex)
+	if pk.Proto == ProtoTCP {
+		pk.Time = c.rxTime()
+	}
 	*p = pk
 	return false, nil
+}
+
+// rxTime returns the kernel receive time from the last recvmsg's control
+// messages, or zero.
+func (c *Conn) rxTime() time.Time {
+	var t time.Time
+	forEachCmsg(c.oob[:c.msg.Controllen], func(level, typ int32, data []byte) {
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
+			t = time.Unix(ts.Unix())
+		}
+	})
+	return t
 }
 
 // dump writes the hex dump of one captured frame.
