@@ -48,8 +48,7 @@ cross:
 # network namespaces, with transcripts. Needs root.
 demo: deps build
 	@if [ ! -x $(BIN)/doorman-sim ]; then echo "demo: doorman-sim is not built yet"; exit 1; fi
-	$(BIN)/doorman-sim run happy
-	$(BIN)/doorman-sim run replay
+	$(BIN)/doorman-sim --bin $(BIN) run happy replay
 
 # System packages the kernel tests and the demo use (Debian).
 deps:

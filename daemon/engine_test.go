@@ -184,7 +184,8 @@ func rulesEqual(t *testing.T, fw *firewall.Fake, want ...firewall.Rule) {
 }
 
 // TestDoorLifecycle walks one door through every state (CLASSIC-6.1,
-// 6.4, 6.5, 6.6).
+// CLASSIC-6.4, CLASSIC-6.5, CLASSIC-6.6/1: removed after the connection
+// ends, CLASSIC-6.6/2: checked every connection-delay-2).
 func TestDoorLifecycle(t *testing.T) {
 	h := newHarness(t, settings())
 	h.sendUDP(client, knock(t, 2222, "alice", "s3cretKnock"))
@@ -308,7 +309,8 @@ func TestRejections(t *testing.T) {
 }
 
 // TestReplayRefused: the same knock is refused from the same and from
-// another allowed address (CLASSIC-5.1).
+// another allowed address (CLASSIC-5.1); its identity is the digest, so an
+// upper-case spelling is the same knock (CLASSIC-5.2).
 func TestReplayRefused(t *testing.T) {
 	h := newHarness(t, settings())
 	p := knock(t, 22, "alice", "s3cretKnock")

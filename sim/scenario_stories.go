@@ -3,7 +3,9 @@
 package sim
 
 import (
+	"bytes"
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -48,45 +50,86 @@ func happyScenario() Scenario {
 func replayScenario() Scenario {
 	return Scenario{
 		Name:        "replay",
-		Description: "a captured knock is accepted once, then refused from anywhere, also after a restart",
+		Description: "a sniffed knock is accepted once, then refused replayed from the client, spoofed from another allowed address and from a foreign one, also after a restart",
 		Run: func(ctx context.Context, r *Run) error {
-			t, d, err := lanWith(ctx, r, "client", "client2")
+			t, d, err := replayLAN(ctx, r)
 			if err != nil {
 				return err
 			}
-			client, client2 := t.others["client"], t.others["client2"]
-			r.Step("capture a payload with knock --dry-run")
-			p, err := d.payload(ctx)
+			const (
+				replay  = `msg="PROBABLE REPLAY ATTEMPT"`
+				badAddr = `msg="guest not registered for address"`
+				ok      = `msg="knock accepted"`
+			)
+			sniffEnd, serverEnd := t.lan.End(t.sniffer), t.lan.End(t.server)
+			sn, err := openSniffer(sniffEnd)
 			if err != nil {
 				return err
 			}
-			if err := d.send(client, p); err != nil {
+			defer sn.Close()
+			r.Step("sniffer listens on %s in promiscuous mode (AF_PACKET)", sniffEnd.Name)
+			d.checkClosed(t.client)
+
+			if err := d.knock(ctx, t.client); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(`msg="knock accepted"`, 1, 3*time.Second), "first sending accepted")
-			r.Check(d.waitLog(`msg="door closed"`, 1, scenWaitfor+3*time.Second), "door closed again after waitfor")
-			const replay = "PROBABLE REPLAY ATTEMPT"
-			if err := d.send(client, p); err != nil {
+			u, err := sn.udpTo(t.client.Addr4(), t.server.Addr4(), scenKnockPort, 3*time.Second)
+			if err != nil {
+				r.Check(false, "sniffer captured the client's knock off the wire: %v", err)
+				return nil
+			}
+			r.Check(true, "sniffer captured the client's knock off the wire")
+			r.Step("sniffed %d-byte payload %s -> %s, frame %s -> %s", len(u.payload), u.src, u.dst, u.srcMAC, u.dstMAC)
+			r.Check(bytes.Equal(u.dstMAC, serverEnd.MAC) && !bytes.Equal(u.dstMAC, sniffEnd.MAC),
+				"the frame was addressed to the server's MAC %s, not the sniffer's %s: the hub flooded it", serverEnd.MAC, sniffEnd.MAC)
+			r.Check(d.waitLines(1, 3*time.Second, ok, srcField(t.client.Addr4())), "the real knock was accepted")
+			r.Check(d.waitLog(`msg="door broad"`, 1, 3*time.Second), "doormand opened the door")
+			r.Step("connect from client through the door")
+			conn := d.dial(t.client)
+			r.Check(conn != nil, "connection from client got through")
+			if conn != nil {
+				conn.Close()
+			}
+			r.Check(d.waitLog(`msg="door closed"`, 1, scenWaitfor+3*time.Second), "door closed again")
+			d.checkClosed(t.client)
+
+			r.Step("replay 1: the sniffed payload from the client itself")
+			if err := d.send(t.client, u.payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(replay, 1, 3*time.Second), "same bytes from client refused: %s logged", replay)
-			if err := d.send(client2, p); err != nil {
+			r.Check(d.waitLines(1, 3*time.Second, replay, srcField(t.client.Addr4())), "replay from client refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client.Addr4())
+			d.checkClosed(t.client)
+
+			spoof := netip.AddrPortFrom(t.client2.Addr4(), u.src.Port())
+			r.Step("replay 2: the sniffer sends the payload with a spoofed source %s (client2, allowed), headers built by hand (IP_HDRINCL)", spoof)
+			if err := sendSpoofedUDP(t.sniffer, spoof, netip.AddrPortFrom(t.server.Addr4(), scenKnockPort), u.payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(replay, 2, 3*time.Second), "same bytes from client2 refused: %s logged", replay)
-			d.checkClosed(client2)
+			r.Check(d.waitLines(1, 3*time.Second, replay, srcField(t.client2.Addr4())), "spoofed replay refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client2.Addr4())
+			d.checkClosed(t.client2)
+
+			r.Step("replay 3: the sniffed payload from foreign (%s), outside the guest's %s", t.foreign.Addr4(), t.allowed)
+			if err := d.send(t.foreign, u.payload); err != nil {
+				return err
+			}
+			r.Step("the checks run address, then MAC, then replay: a foreign source fails the guest list's address check before the replay store is consulted")
+			r.Check(d.waitLines(1, 3*time.Second, badAddr, srcField(t.foreign.Addr4())), "replay from foreign refused: \"guest not registered for address\" logged for %s", t.foreign.Addr4())
+			r.Check(d.countLines(replay, srcField(t.foreign.Addr4())) == 0, "foreign refused by the address check, not the replay check")
+			d.checkClosed(t.foreign)
+
 			if err := d.stop(); err != nil {
 				r.Check(false, "doormand exited cleanly on SIGTERM: %v", err)
 			}
 			if err := d.start(ctx); err != nil {
 				return err
 			}
-			if err := d.send(client, p); err != nil {
+			r.Step("after the restart: the sniffed payload from the client")
+			if err := d.send(t.client, u.payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(replay, 3, 3*time.Second), "same bytes after restart refused: %s logged", replay)
-			r.Check(d.count(`msg="knock accepted"`) == 1, "only the first sending was ever accepted")
-			d.checkClosed(client)
+			r.Check(d.waitLines(2, 3*time.Second, replay, srcField(t.client.Addr4())), "replay after restart refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client.Addr4())
+			d.checkClosed(t.client)
+			r.Check(d.count(ok) == 1, "only the real knock was ever accepted")
 			return nil
 		},
 	}

@@ -314,7 +314,8 @@ func (e *e2e) knock(port int) {
 
 // assertSilent sends a knock (valid) and junk from a connected UDP socket
 // and checks that nothing answers, not even an ICMP port-unreachable that
-// the next read would report as "connection refused" (CLASSIC-4.2).
+// the next read would report as "connection refused" (CLASSIC-4.2,
+// CLASSIC-4.2/2: with no admin ruleset, doorman's own table drops them).
 func (e *e2e) assertSilent() {
 	e.t.Helper()
 	inNS(e.t, e.cli, func() {
@@ -460,7 +461,8 @@ func TestIntegrationDoormand(t *testing.T) {
 			e.waitLogCount("PROBABLE REPLAY ATTEMPT", 1, 3*time.Second)
 
 			// kill -9 with a door open, restart: no rule of the killed run
-			// is left, and both knocks are still replays (CLASSIC-5.5, 6.9).
+			// is left (CLASSIC-6.9), and both knocks are still replays
+			// (CLASSIC-5.5/1, CLASSIC-5.5/2).
 			e.waitNoRules(5 * time.Second)
 			p2 := e.knockPayload(svcPort)
 			e.send(p2)

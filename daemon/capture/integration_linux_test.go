@@ -23,6 +23,9 @@ var (
 	knock6 = netip.AddrPortFrom(addrB6.Addr(), testPort)
 )
 
+// TestIntegrationNetworkMode: IPv4 and IPv6 knocks (CLASSIC-2.7); options
+// and fragments are dropped (CLASSIC-4.3); only knocks to the interface's
+// own addresses count (CLASSIC-4.4).
 func TestIntegrationNetworkMode(t *testing.T) {
 	n := newTestNet(t)
 	c := open(t, n.b, Config{Interface: vethB, KnockPort: testPort, SYN: true})

@@ -59,7 +59,7 @@ func TestParseGuestListExample081(t *testing.T) {
 	}
 }
 
-// CLASSIC-9.1 to 9.3: accepted forms.
+// CLASSIC-9.1, CLASSIC-9.2, CLASSIC-9.3: accepted forms.
 func TestParseGuestListValid(t *testing.T) {
 	tests := []struct {
 		name, text string

@@ -86,6 +86,9 @@ func wantCalls(t *testing.T, got []string, want ...string) {
 	}
 }
 
+// TestScriptBackend: the 0.81 argument list (CLASSIC-7.1) and output
+// protocol (CLASSIC-7.2), with the journal written before each add
+// (CLASSIC-7.3).
 func TestScriptBackend(t *testing.T) {
 	ctx := context.Background()
 	rig := newScriptRig(t)
@@ -166,6 +169,8 @@ func TestScriptBackend(t *testing.T) {
 	}
 }
 
+// TestScriptJournalReplay: rules a killed run added are deleted at the
+// next start (CLASSIC-7.3, CLASSIC-6.9).
 func TestScriptJournalReplay(t *testing.T) {
 	ctx := context.Background()
 	rig := newScriptRig(t)

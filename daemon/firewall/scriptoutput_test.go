@@ -6,6 +6,7 @@ import (
 	"testing"
 )
 
+// TestParseScriptOutput: "0", or errno, level 0-7, message (CLASSIC-7.2).
 func TestParseScriptOutput(t *testing.T) {
 	for _, tc := range []struct {
 		in      string

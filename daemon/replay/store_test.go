@@ -1,10 +1,13 @@
 package replay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +220,24 @@ func BenchmarkAdmit(b *testing.B) {
 		if _, err := s.Admit(m, fpA); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestFillWarnings: the store warns at 80 % and at 90 % of its capacity,
+// once each, well before it refuses knocks (CLASSIC-5.4/2).
+func TestFillWarnings(t *testing.T) {
+	var buf bytes.Buffer
+	s := open(t, filepath.Join(t.TempDir(), "replay"), Options{Capacity: 10,
+		Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	defer s.Close()
+	counts := map[int]int{}
+	for i := 1; i <= 10; i++ {
+		if _, err := s.Admit(mac(byte(i)), fpA); err != nil {
+			t.Fatal(err)
+		}
+		counts[i] = strings.Count(buf.String(), "replay store filling up")
+	}
+	if counts[7] != 0 || counts[8] != 1 || counts[9] != 2 || counts[10] != 2 {
+		t.Fatalf("warnings after each admit: %v (want the first at 8 of 10, the second at 9)", counts)
 	}
 }
