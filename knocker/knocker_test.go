@@ -47,6 +47,9 @@ func TestBuildVector(t *testing.T) {
 
 // TestBuildFreshTags checks CLASSIC-3.3/1 and CLASSIC-11.2: every build draws
 // a new tag, the payload is the canonical form, and the MAC verifies.
+// TestBuildFreshTags: tags come from crypto/rand, fresh per knock
+// (CLASSIC-3.3/1), never from the clock: knocks built in the same instant
+// differ (CLASSIC-3.3/2).
 func TestBuildFreshTags(t *testing.T) {
 	o := Options{Service: "ssh", Group: vecGroup, Secret: protocol.Secret(vecSecret)}
 	seen := map[uint32]bool{}

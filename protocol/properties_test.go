@@ -28,7 +28,8 @@ func genKnock(t *rapid.T) (Knock, []byte) {
 }
 
 // TestPropertyRoundTrip: every knock a client builds parses back to itself
-// and stays within the length limits (CLASSIC-2.1, CLASSIC-2.3).
+// and stays within the length limits (CLASSIC-2.1/1, CLASSIC-2.2/1,
+// CLASSIC-2.2/3, CLASSIC-2.3).
 func TestPropertyRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		k, _ := genKnock(t)
@@ -64,7 +65,8 @@ func TestPropertyVerifyAccepts(t *testing.T) {
 }
 
 // TestPropertyAnyByteChangeRejected: changing any one byte of a valid knock
-// makes it fail to parse or fail verification (CLASSIC-3.1, CLASSIC-4.6).
+// makes it fail to parse or fail verification (CLASSIC-3.1, CLASSIC-4.6):
+// a knock has one valid spelling (CLASSIC-3.2).
 // Changing the case of a hex digit is not a change of the knock (CLASSIC-2.5).
 func TestPropertyAnyByteChangeRejected(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {

@@ -57,7 +57,9 @@ func TestVectorBuild(t *testing.T) {
 }
 
 // TestVectorParseVerify checks that each valid vector parses to its fields
-// and verifies with its secret and with no other (CLASSIC-2.2, CLASSIC-4.6).
+// and verifies with its secret and with no other (CLASSIC-2.2, CLASSIC-2.2/3:
+// every knock within the limits, including 32-character groups, is
+// accepted; CLASSIC-4.6).
 func TestVectorParseVerify(t *testing.T) {
 	for _, v := range loadVectors(t).Valid {
 		t.Run(v.Name, func(t *testing.T) {
@@ -103,7 +105,8 @@ func TestVectorLenient(t *testing.T) {
 }
 
 // TestVectorReject checks that each malformed payload is refused with an
-// error naming the expected field (CLASSIC-2.x, CLASSIC-4.3).
+// error naming the expected field (CLASSIC-2.2/2: fields outside the limits
+// are rejected; CLASSIC-2.1/2, CLASSIC-2.3, CLASSIC-2.4, CLASSIC-2.6).
 func TestVectorReject(t *testing.T) {
 	for _, v := range loadVectors(t).Reject {
 		t.Run(v.Name, func(t *testing.T) {
