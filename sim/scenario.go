@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -112,6 +113,13 @@ func RunScenario(ctx context.Context, s Scenario, cfg RunConfig) (err error) {
 			return fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 		defer os.RemoveAll(dir)
+	}
+	// Leftovers of an earlier run of this prefix that died without its
+	// cleanup (kill -9, a crash) go first; live runs are left alone.
+	if swept, err := Sweep(prefix); err != nil {
+		fmt.Fprintf(out, "sweep of earlier %s runs failed: %v\n", prefix, err)
+	} else if len(swept) > 0 {
+		fmt.Fprintf(out, "removed leftovers of crashed earlier runs: %s\n", strings.Join(swept, " "))
 	}
 	n, err := New(ctx, Options{Prefix: prefix, Artifacts: dir})
 	if err != nil {

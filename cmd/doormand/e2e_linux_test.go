@@ -577,3 +577,32 @@ func lastBroadTime(t *testing.T, log string) time.Time {
 	t.Fatal("no door broad record")
 	return time.Time{}
 }
+
+// TestIntegrationKnockWait: `knock --wait` against doormand reports the door
+// open (exit 0), and with a wrong secret reports that no door opened and
+// exits non-zero.
+func TestIntegrationKnockWait(t *testing.T) {
+	e := newE2E(t, "nftables", nftPolicyDrop, "")
+	knock := func(secret string) (string, int) {
+		cmd := exec.Command("ip", "netns", "exec", e.cli, filepath.Join(e.bin, "knock"), "--wait=2s",
+			"-g", "alice", "-s", secret, serverIP, fmt.Sprint(svcPort))
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := knock(secret)
+	if code != 0 || !strings.Contains(out, "open after") {
+		t.Fatalf("knock --wait with the right secret: exit %d, %q", code, out)
+	}
+	t.Logf("right secret: %s", strings.TrimSpace(out))
+	out, code = knock("wrong-secret")
+	if code == 0 || !strings.Contains(out, "no door opened") {
+		t.Fatalf("knock --wait with a wrong secret: exit %d, %q", code, out)
+	}
+	e.waitLog("incorrect secret", 2*time.Second)
+}
