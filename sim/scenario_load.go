@@ -490,6 +490,12 @@ func dialOpenFrom(ctx context.Context, h *Host, dst netip.AddrPort, every time.D
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var lastErr error
+	// Like knocker.DialOpen: the first SYN waits 5 ms so that it does not
+	// overtake the knock it follows.
+	select {
+	case <-time.After(5 * time.Millisecond):
+	case <-ctx.Done():
+	}
 	dial()
 	for {
 		select {
