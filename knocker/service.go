@@ -3,50 +3,14 @@ package knocker
 import (
 	"context"
 	"fmt"
+	"github.com/doorman-project/doorman/protocol"
 	"net"
 	"strconv"
-	"strings"
 )
 
 // fallbackService answers for common names when the system has no services
-// database: minimal container images and Windows often lack /etc/services.
-func fallbackService(name string) (uint16, bool) {
-	switch strings.ToLower(name) {
-	case "ftp":
-		return 21, true
-	case "ssh":
-		return 22, true
-	case "telnet":
-		return 23, true
-	case "smtp":
-		return 25, true
-	case "http":
-		return 80, true
-	case "pop3":
-		return 110, true
-	case "imap", "imap2":
-		return 143, true
-	case "https":
-		return 443, true
-	case "submission":
-		return 587, true
-	case "rsync":
-		return 873, true
-	case "imaps":
-		return 993, true
-	case "pop3s":
-		return 995, true
-	case "mysql":
-		return 3306, true
-	case "rdp", "ms-wbt-server":
-		return 3389, true
-	case "postgresql", "postgres":
-		return 5432, true
-	case "vnc":
-		return 5900, true
-	}
-	return 0, false
-}
+// database.
+func fallbackService(name string) (uint16, bool) { return protocol.WellKnownPort(name) }
 
 // LookupService returns the TCP port service names: a decimal number
 // 1-65535, a name the system's services database knows (looked up through r;

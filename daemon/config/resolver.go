@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/doorman-project/doorman/protocol"
 	"net"
 	"net/netip"
 	"strings"
@@ -100,48 +101,9 @@ func (r StaticResolver) LookupHost(host string) ([]netip.Addr, error) {
 	return nil, fmt.Errorf("%q: %w", host, ErrUnknownHost)
 }
 
-// WellKnownPort is the built-in table of common TCP services, used when
-// /etc/services does not know a name. Names are matched without regard to
-// case, as Go's /etc/services lookup does.
-func WellKnownPort(service string) (uint16, bool) {
-	switch strings.ToLower(service) {
-	case "ftp":
-		return 21, true
-	case "ssh":
-		return 22, true
-	case "telnet":
-		return 23, true
-	case "smtp":
-		return 25, true
-	case "domain":
-		return 53, true
-	case "http":
-		return 80, true
-	case "pop3":
-		return 110, true
-	case "imap":
-		return 143, true
-	case "https":
-		return 443, true
-	case "submission":
-		return 587, true
-	case "rsync":
-		return 873, true
-	case "imaps":
-		return 993, true
-	case "pop3s":
-		return 995, true
-	case "mysql":
-		return 3306, true
-	case "rdp", "ms-wbt-server":
-		return 3389, true
-	case "postgresql":
-		return 5432, true
-	case "vnc":
-		return 5900, true
-	}
-	return 0, false
-}
+// WellKnownPort is protocol.WellKnownPort, the built-in table of common TCP
+// services used when /etc/services does not know a name.
+func WellKnownPort(service string) (uint16, bool) { return protocol.WellKnownPort(service) }
 
 // serviceSyntax reports whether s could be an /etc/services name: it starts
 // with a letter and holds only letters, digits and "-_.+/*". It keeps
