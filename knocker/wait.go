@@ -45,16 +45,30 @@ func WaitOpen(ctx context.Context, host netip.Addr, port uint16, every time.Dura
 // others are cancelled, and any that also succeeded are closed. The error
 // wraps ErrNotOpened and the last connection error.
 func DialOpen(ctx context.Context, host netip.Addr, port uint16, every time.Duration) (net.Conn, time.Duration, error) {
-	if every <= 0 {
-		every = DefaultWaitEvery
-	}
-	start := time.Now()
 	dest := netip.AddrPortFrom(host.Unmap(), port)
 	network := "tcp6"
 	if dest.Addr().Is4() {
 		network = "tcp4"
 	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, dest.String())
+	}
+	c, d, err := DialOpenFunc(ctx, dial, every)
+	if err != nil {
+		return nil, d, fmt.Errorf("%w: tcp %s: %w", ErrNotOpened, dest, err)
+	}
+	return c, d, nil
+}
 
+// DialOpenFunc is DialOpen with the dialling left to dialFn, for callers that
+// must make each attempt their own way (from inside a network namespace,
+// through a proxy). Its error is the last attempt's, or ctx's.
+func DialOpenFunc(ctx context.Context, dialFn func(context.Context) (net.Conn, error), every time.Duration) (net.Conn, time.Duration, error) {
+	if every <= 0 {
+		every = DefaultWaitEvery
+	}
+	start := time.Now()
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type outcome struct {
@@ -66,8 +80,7 @@ func DialOpen(ctx context.Context, host netip.Addr, port uint16, every time.Dura
 	dial := func() {
 		inFlight++
 		go func() {
-			var d net.Dialer
-			c, err := d.DialContext(actx, network, dest.String())
+			c, err := dialFn(actx)
 			results <- outcome{c, err}
 		}()
 	}
@@ -108,7 +121,7 @@ func DialOpen(ctx context.Context, host netip.Addr, port uint16, every time.Dura
 			if lastErr == nil || errors.Is(lastErr, context.Canceled) || errors.Is(lastErr, context.DeadlineExceeded) {
 				lastErr = ctx.Err()
 			}
-			return nil, time.Since(start), fmt.Errorf("%w: tcp %s: %w", ErrNotOpened, dest, lastErr)
+			return nil, time.Since(start), lastErr
 		}
 	}
 }

@@ -460,74 +460,19 @@ func knockFrom(h *Host, dst netip.Addr) (time.Time, error) {
 	return sent, nil
 }
 
-// dialOpenFrom is knocker.DialOpen with every attempt made from inside h: a
-// new attempt every interval while earlier ones are pending, so a SYN the
-// firewall dropped before the door opened does not hold the client until
-// the kernel retransmits a second later. It returns the first connection.
+// dialOpenFrom is knocker.DialOpen with every attempt made from inside h.
 func dialOpenFrom(ctx context.Context, h *Host, dst netip.AddrPort, every time.Duration) (net.Conn, error) {
-	const maxInFlight = 16
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type outcome struct {
-		c   net.Conn
-		err error
-	}
-	results := make(chan outcome)
-	inFlight := 0
-	dial := func() {
-		inFlight++
-		go func() {
-			var c net.Conn
-			err := h.Do(func() error {
-				var d net.Dialer
-				var err error
-				c, err = d.DialContext(actx, "tcp", dst.String())
-				return err
-			})
-			results <- outcome{c, err}
-		}()
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	var lastErr error
-	// Like knocker.DialOpen: the first SYN waits 5 ms so that it does not
-	// overtake the knock it follows.
-	select {
-	case <-time.After(5 * time.Millisecond):
-	case <-ctx.Done():
-	}
-	dial()
-	for {
-		select {
-		case o := <-results:
-			inFlight--
-			if o.err == nil {
-				cancel()
-				for ; inFlight > 0; inFlight-- {
-					if x := <-results; x.c != nil {
-						x.c.Close()
-					}
-				}
-				return o.c, nil
-			}
-			lastErr = o.err
-		case <-tick.C:
-			if inFlight < maxInFlight {
-				dial()
-			}
-		case <-ctx.Done():
-			cancel()
-			for ; inFlight > 0; inFlight-- {
-				if x := <-results; x.c != nil {
-					x.c.Close()
-				}
-			}
-			if lastErr == nil || errors.Is(lastErr, context.Canceled) {
-				lastErr = ctx.Err()
-			}
-			return nil, fmt.Errorf("tcp %s from %s: not open: %w", dst, h.Name(), lastErr)
-		}
-	}
+	c, _, err := knocker.DialOpenFunc(ctx, func(ctx context.Context) (net.Conn, error) {
+		var c net.Conn
+		err := h.Do(func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, "tcp", dst.String())
+			return err
+		})
+		return c, err
+	}, every)
+	return c, err
 }
 
 // parallelN runs fn(0..n-1) with at most setupParallel at once and
