@@ -3,7 +3,6 @@
 package sim
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -81,35 +80,7 @@ func setupDoorman(ctx context.Context, r *Run, server *Host, ifname string, allo
 // listen starts the greeting service in the server; it stops when ctx
 // ends or the namespace goes away.
 func (d *doorman) listen(ctx context.Context) error {
-	var l net.Listener
-	err := d.server.Do(func() error {
-		var err error
-		l, err = net.Listen("tcp", netip.AddrPortFrom(d.server.Addr4(), scenSvcPort).String())
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("service: %w", err)
-	}
-	context.AfterFunc(ctx, func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("hello\n"))
-				buf := make([]byte, 64)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return nil
+	return serveGreeting(ctx, d.server, scenSvcPort)
 }
 
 // start runs doormand in the foreground, appending to the log, and waits
@@ -212,25 +183,7 @@ func (d *doorman) send(h *Host, payload []byte) error {
 // dial connects from h to the service and reads its greeting; it returns
 // nil when the port is closed (the policy drops the SYN).
 func (d *doorman) dial(h *Host) net.Conn {
-	var c net.Conn
-	h.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(d.server.Addr4(), scenSvcPort).String(), time.Second)
-		if err != nil {
-			c = nil
-			return err
-		}
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "hello\n" {
-			c.Close()
-			c = nil
-			return nil
-		}
-		c.SetReadDeadline(time.Time{})
-		return nil
-	})
-	return c
+	return dialAt(h, netip.AddrPortFrom(d.server.Addr4(), scenSvcPort), time.Second, 2*time.Second)
 }
 
 // checkClosed records a check that the service port is closed from h.
