@@ -42,6 +42,9 @@ func startAddrWatcher(ctx context.Context, ifIndex int, log *slog.Logger) (*addr
 	subDone := make(chan struct{})
 	err = netlink.AddrSubscribeWithOptions(updates, subDone, netlink.AddrSubscribeOptions{
 		ErrorCallback: func(err error) {
+			if ctx.Err() != nil {
+				return // closing the subscription at shutdown interrupts its read
+			}
 			log.Warn("capture: address subscription", "err", err)
 		},
 	})
