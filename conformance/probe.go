@@ -18,10 +18,13 @@ import (
 )
 
 // Timeouts for the reachability probes. A door opens a connection in
-// milliseconds on the suite's bridge; a closed port drops the SYN.
+// milliseconds on the suite's bridge; a closed port drops the SYN. A
+// "closed" verdict waits past the kernel's first SYN retransmission (1 s),
+// so a door that opened late on a loaded machine still counts as open
+// rather than passing a case by luck.
 const (
-	openTimeout   = time.Second
-	closedTimeout = 700 * time.Millisecond
+	openTimeout   = 1500 * time.Millisecond
+	closedTimeout = 1300 * time.Millisecond
 	// settle is how long a knock is given to take effect before a probe.
 	settle = 300 * time.Millisecond
 )

@@ -52,12 +52,20 @@ type NFTables struct {
 	delStop, delDone chan struct{}
 	ns               int // namespace fd for batches when cfg.NetNS is 0
 
-	addMu      sync.Mutex // serialises Adds so handles can be predicted
+	addMu      sync.Mutex // serialises commits of Adds so handles can be predicted
 	nextHandle uint64     // guarded by addMu
 
-	mu     sync.Mutex // guards nextID and live
-	nextID uint64
-	live   ruleSet[nftEntry]
+	mu          sync.Mutex // guards nextID, live and pendingAdds
+	nextID      uint64
+	live        ruleSet[nftEntry]
+	pendingAdds []*nftAdd // queued for the next commit (see add)
+}
+
+// nftAdd is one queued Add and where its result goes.
+type nftAdd struct {
+	r    Rule
+	id   uint64
+	done chan error
 }
 
 // nftDelete is one queued deletion and where its result goes.

@@ -219,47 +219,89 @@ func (n *NFTables) add(ctx context.Context, r Rule) error {
 	if !n.started {
 		return ErrNotStarted
 	}
-	c, err := n.conn()
-	if err != nil {
-		return err
-	}
-	n.addMu.Lock()
-	defer n.addMu.Unlock()
+	// Group commit: a burst of knocks (many doors opening at once) shares
+	// netlink batches. Whoever holds addMu commits everything queued so
+	// far, its own request or not; a lone Add waits for nothing.
+	req := &nftAdd{r: r, done: make(chan error, 1)}
 	n.mu.Lock()
 	n.nextID++
-	id := n.nextID
+	req.id = n.nextID
+	n.pendingAdds = append(n.pendingAdds, req)
 	n.mu.Unlock()
-	t := n.table()
-	var set *nftables.Set
-	handle := n.nextHandle
-	if r.Broad() {
-		set = &nftables.Set{
-			Table: t, ID: uint32(id%(1<<31)) + nftProtectSetID + 1, Name: "door_" + strconv.FormatUint(id, 10),
-			KeyType: nftables.TypeInetService, Dynamic: true, Size: 1,
-		}
-		if err := c.AddSet(set, nil); err != nil {
-			return err
-		}
-		handle++
+	n.addMu.Lock()
+	n.mu.Lock()
+	batch := n.pendingAdds
+	n.pendingAdds = nil
+	n.mu.Unlock()
+	if len(batch) > 0 {
+		n.commitAdds(batch)
 	}
-	tag := comment("doorman#" + strconv.FormatUint(id, 10))
-	c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: n.doorExprs(r, set), UserData: tag})
+	n.addMu.Unlock()
+	return <-req.done
+}
+
+// commitAdds adds batch in one netlink batch, with predicted handles, and
+// reports to each request. A batch is all or nothing, so if it fails each
+// request is tried alone to find the culprit. Called with addMu held.
+func (n *NFTables) commitAdds(batch []*nftAdd) {
+	c, err := n.conn()
+	if err != nil {
+		for _, req := range batch {
+			req.done <- err
+		}
+		return
+	}
+	t := n.table()
+	handle := n.nextHandle
+	entries := make([]nftEntry, 0, len(batch))
+	queued := make([]*nftAdd, 0, len(batch))
+	for _, req := range batch {
+		var set *nftables.Set
+		e := nftEntry{tag: comment("doorman#" + strconv.FormatUint(req.id, 10))}
+		if req.r.Broad() {
+			set = &nftables.Set{
+				Table: t, ID: uint32(req.id%(1<<31)) + nftProtectSetID + 1, Name: "door_" + strconv.FormatUint(req.id, 10),
+				KeyType: nftables.TypeInetService, Dynamic: true, Size: 1,
+			}
+			if err := c.AddSet(set, nil); err != nil {
+				req.done <- err
+				continue
+			}
+			e.set = set.Name
+			handle++
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: n.doorExprs(req.r, set), UserData: e.tag})
+		e.handle = handle
+		handle++
+		entries = append(entries, e)
+		queued = append(queued, req)
+	}
+	if len(queued) == 0 {
+		return
+	}
 	if err := c.Flush(); err != nil {
 		// An aborted batch may still have used up handles.
 		if serr := n.syncHandle(c); serr != nil {
 			n.log.Warn("cannot re-read handles", "err", serr)
 		}
-		return err
+		if len(queued) == 1 {
+			queued[0].done <- err
+			return
+		}
+		for _, req := range queued {
+			n.commitAdds([]*nftAdd{req})
+		}
+		return
 	}
-	n.nextHandle = handle + 1
-	e := nftEntry{handle: handle, tag: tag}
-	if set != nil {
-		e.set = set.Name
-	}
+	n.nextHandle = handle
 	n.mu.Lock()
-	n.live.push(r, e)
+	for i, req := range queued {
+		n.live.push(req.r, entries[i])
+	}
 	n.mu.Unlock()
-	return nil
+	for _, req := range queued {
+		req.done <- nil
+	}
 }
 
 // syncHandle learns the table's next handle: it adds a probe rule, reads
