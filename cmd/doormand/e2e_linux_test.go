@@ -27,10 +27,12 @@ import (
 // removed on cleanup.
 
 const (
-	serverIP = "198.18.0.1"
-	clientIP = "198.18.0.2"
-	svcPort  = 2222
-	secret   = "s3cretKnock"
+	serverIP  = "198.18.0.1"
+	clientIP  = "198.18.0.2"
+	serverIP6 = "2001:db8::1"
+	clientIP6 = "2001:db8::2"
+	svcPort   = 2222
+	secret    = "s3cretKnock"
 )
 
 type e2e struct {
@@ -100,6 +102,8 @@ func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 	must(t, "ip", "link", "add", prefix+"a", "netns", e.srv, "type", "veth", "peer", "name", prefix+"b", "netns", e.cli)
 	must(t, "ip", "-n", e.srv, "addr", "add", serverIP+"/24", "dev", prefix+"a")
 	must(t, "ip", "-n", e.cli, "addr", "add", clientIP+"/24", "dev", prefix+"b")
+	must(t, "ip", "-n", e.srv, "addr", "add", serverIP6+"/64", "dev", prefix+"a", "nodad")
+	must(t, "ip", "-n", e.cli, "addr", "add", clientIP6+"/64", "dev", prefix+"b", "nodad")
 	for _, x := range [][2]string{{e.srv, prefix + "a"}, {e.cli, prefix + "b"}, {e.srv, "lo"}, {e.cli, "lo"}} {
 		must(t, "ip", "-n", x[0], "link", "set", x[1], "up")
 	}
@@ -117,7 +121,7 @@ func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 	}
 	cf += extraCfg
 	os.WriteFile(filepath.Join(e.dir, "doormand.cf"), []byte(cf), 0o600)
-	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24\n"), 0o600)
+	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24 2001:db8::/64\n"), 0o600)
 	e.listen()
 	e.start()
 	return e
@@ -165,7 +169,7 @@ func inNS(t *testing.T, ns string, fn func()) {
 // keeps each connection until the client closes it.
 func (e *e2e) listen() {
 	inNS(e.t, e.srv, func() {
-		for _, addr := range []string{serverIP + ":2222", serverIP + ":22", serverIP + ":80"} {
+		for _, addr := range []string{serverIP + ":2222", serverIP + ":22", serverIP + ":80", "[" + serverIP6 + "]:2222"} {
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
 				e.t.Fatal(err)
@@ -194,11 +198,14 @@ func (e *e2e) listen() {
 }
 
 // dial connects from the client namespace; nil if the port is closed.
-func (e *e2e) dial(port int) net.Conn {
+func (e *e2e) dial(port int) net.Conn { return e.dialTo(serverIP, port) }
+
+// dialTo is dial to a given server address.
+func (e *e2e) dialTo(host string, port int) net.Conn {
 	var c net.Conn
 	inNS(e.t, e.cli, func() {
 		var err error
-		c, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", serverIP, port), time.Second)
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(host, fmt.Sprint(port)), time.Second)
 		if err != nil {
 			c = nil
 			return
@@ -349,9 +356,11 @@ func (e *e2e) doorRules() []string {
 			}
 		}
 	case "iptables":
-		for _, l := range strings.Split(e.out(e.srv, "iptables", "-S", "DOORMAN"), "\n") {
-			if strings.HasPrefix(l, "-A ") {
-				lines = append(lines, l)
+		for _, ipt := range []string{"iptables", "ip6tables"} {
+			for _, l := range strings.Split(e.out(e.srv, ipt, "-S", "DOORMAN"), "\n") {
+				if strings.HasPrefix(l, "-A ") {
+					lines = append(lines, l)
+				}
 			}
 		}
 	case "script":
@@ -382,6 +391,7 @@ table inet filter {
     type filter hook input priority 0; policy drop;
     ct state established,related accept
     iif lo accept
+    meta l4proto ipv6-icmp accept
     meta mark & 0x00100000 == 0x00100000 accept
   }
 }
@@ -605,4 +615,46 @@ func TestIntegrationKnockWait(t *testing.T) {
 		t.Fatalf("knock --wait with a wrong secret: exit %d, %q", code, out)
 	}
 	e.waitLog("incorrect secret", 2*time.Second)
+}
+
+// TestIntegrationIPv6: a knock over IPv6 opens an IPv6 door for one
+// connection, which closes after the connection ends (CLASSIC-2.7, with the
+// nftables and iptables backends).
+func TestIntegrationIPv6(t *testing.T) {
+	ip6Drop := iptPolicyDrop + `
+ip6tables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+ip6tables -A INPUT -p ipv6-icmp -j ACCEPT
+ip6tables -A INPUT -i lo -j ACCEPT
+ip6tables -P INPUT DROP`
+	for _, c := range []struct{ backend, ruleset string }{
+		{"nftables", nftPolicyDrop},
+		{"iptables", ip6Drop},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			e := newE2E(t, c.backend, c.ruleset, "")
+			if conn := e.dialTo(serverIP6, svcPort); conn != nil {
+				conn.Close()
+				t.Fatal("port open over IPv6 before any knock")
+			}
+			out, err := exec.Command("ip", "netns", "exec", e.cli, filepath.Join(e.bin, "knock"), "-6",
+				"-g", "alice", "-s", secret, serverIP6, fmt.Sprint(svcPort)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("knock -6: %v\n%s", err, out)
+			}
+			e.waitRules(3 * time.Second)
+			conn := e.dialTo(serverIP6, svcPort)
+			if conn == nil {
+				t.Fatal("IPv6 door did not open")
+			}
+			if c2 := e.dialTo(serverIP6, svcPort); c2 != nil {
+				c2.Close()
+				t.Fatal("a second IPv6 connection got in (CLASSIC-6.2)")
+			}
+			if !strings.Contains(e.log(), "src=2001:db8::2") {
+				t.Fatal("the knock was not logged with its IPv6 source")
+			}
+			conn.Close()
+			e.waitNoRules(4 * time.Second)
+		})
+	}
 }
