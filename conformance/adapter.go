@@ -3,6 +3,7 @@
 package conformance
 
 import (
+	"regexp"
 	"bytes"
 	"errors"
 	"fmt"
@@ -52,6 +53,12 @@ type Adapter struct {
 	ReadyDelay   duration   `toml:"ready_delay"`
 	ReadyTimeout duration   `toml:"ready_timeout"`
 	StopSignal   string     `toml:"stop_signal"`
+	// ReloadSignal, if set, makes the daemon re-read its files (0.81:
+	// SIGHUP); without it the reload cases are unsupported. ReloadLog, if
+	// set, is a log line that says a reload finished, ok or not.
+	ReloadSignal string   `toml:"reload_signal"`
+	ReloadLog    string   `toml:"reload_log"`
+	ReloadDelay  duration `toml:"reload_delay"`
 
 	// Client adapters.
 	Knock  []string `toml:"knock"`   // client ns: send one knock
@@ -115,6 +122,16 @@ func (a *Adapter) validate() error {
 		if _, err := parseSignal(a.StopSignal); err != nil {
 			return err
 		}
+		if a.ReloadSignal != "" {
+			if _, err := parseSignal(a.ReloadSignal); err != nil {
+				return fmt.Errorf("reload_signal: %w", err)
+			}
+		}
+		if a.ReloadLog != "" {
+			if _, err := regexp.Compile(a.ReloadLog); err != nil {
+				return fmt.Errorf("reload_log: %w", err)
+			}
+		}
 	case KindClient:
 		if len(a.Knock) == 0 {
 			return errors.New("client adapter needs knock")
@@ -135,8 +152,14 @@ func parseSignal(s string) (syscall.Signal, error) {
 		return syscall.SIGQUIT, nil
 	case "KILL":
 		return syscall.SIGKILL, nil
+	case "HUP":
+		return syscall.SIGHUP, nil
+	case "USR1":
+		return syscall.SIGUSR1, nil
+	case "USR2":
+		return syscall.SIGUSR2, nil
 	}
-	return 0, fmt.Errorf("stop_signal %q: must be SIGTERM, SIGINT, SIGQUIT or SIGKILL", s)
+	return 0, fmt.Errorf("signal %q: must be one of SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGHUP, SIGUSR1, SIGUSR2", s)
 }
 
 // lookPath finds a required program in SearchPath, then $PATH.

@@ -74,6 +74,7 @@ func Cases() []*Case {
 	cs = append(cs, verifyCases()...)
 	cs = append(cs, replayCases()...)
 	cs = append(cs, doorCases()...)
+	cs = append(cs, reloadCases()...)
 	cs = append(cs, clientCases()...)
 	return cs
 }

@@ -190,6 +190,50 @@ func (e *Env) signalAndWait(sig syscall.Signal) error {
 	return nil
 }
 
+// ReloadDaemon writes the adapter's files from m (which stays the model in
+// force for the case) and sends the reload signal; it returns when the
+// daemon logged ReloadLog (counting from before the signal) or after
+// ReloadDelay (default 500 ms). ErrUnsupported without a reload signal.
+func (e *Env) ReloadDaemon(m Model) error {
+	a := e.Impl
+	if a.ReloadSignal == "" {
+		return fmt.Errorf("%w: the adapter names no reload_signal", ErrUnsupported)
+	}
+	d := e.daemon
+	if d == nil {
+		return errors.New("reload: daemon not running")
+	}
+	sig, err := parseSignal(a.ReloadSignal)
+	if err != nil {
+		return err
+	}
+	if err := a.writeFiles(m.WorkDir, m); err != nil {
+		return err
+	}
+	e.model = m
+	before := len(d.log.String())
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if a.ReloadLog != "" {
+		re := regexp.MustCompile(a.ReloadLog)
+		deadline := time.Now().Add(5 * time.Second)
+		for !re.MatchString(d.log.String()[before:]) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no reload log line matching %q within 5 s", a.ReloadLog)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}
+	delay := a.ReloadDelay.Duration
+	if delay == 0 {
+		delay = 500 * time.Millisecond
+	}
+	time.Sleep(delay)
+	return nil
+}
+
 // DaemonAlive reports whether the daemon is still running.
 func (e *Env) DaemonAlive() bool {
 	if e.daemon == nil {
