@@ -3,13 +3,13 @@
 package conformance
 
 import (
-	"regexp"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
