@@ -380,6 +380,9 @@ func LoadDaemon(path string, checkPerms bool) (*Daemon, []Warning, error) {
 	if err != nil {
 		return nil, warnings, err
 	}
+	if abs, err := filepath.Abs(path); err == nil {
+		d.resolvePaths(filepath.Dir(abs))
+	}
 	if checkPerms && d.Firewall == FirewallScript {
 		var errs []error
 		for _, p := range []string{d.FirewallAdd, d.FirewallDel} {
@@ -392,6 +395,15 @@ func LoadDaemon(path string, checkPerms bool) (*Daemon, []Warning, error) {
 		}
 	}
 	return d, warnings, nil
+}
+
+// resolvePaths makes the relative paths of d absolute, against dir.
+func (d *Daemon) resolvePaths(dir string) {
+	for _, p := range []*string{&d.GuestList, &d.FirewallAdd, &d.FirewallDel, &d.HashArchive, &d.LogFile, &d.PidFile} {
+		if *p != "" && !filepath.IsAbs(*p) && *p != "-" && *p != "stderr" {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 }
 
 // readChecked reads at most maxFileSize bytes of path. With checkPerms it
@@ -502,15 +514,16 @@ func unitName(u time.Duration) string {
 
 func pathKW(field func(*Daemon) *string) func(*Daemon, string, Resolver) (string, error) {
 	return func(d *Daemon, v string, _ Resolver) (string, error) {
-		// The daemon runs from /, so a relative path would silently mean
-		// something else than where the administrator tested it.
-		if !filepath.IsAbs(v) {
-			return "", errors.New("must be an absolute path")
-		}
 		if strings.ContainsRune(v, 0) {
 			return "", errors.New("must not contain a NUL byte")
 		}
 		*field(d) = filepath.Clean(v)
+		// 0.81 took a relative path from its working directory, which a
+		// service manager sets to /; LoadDaemon resolves it against the
+		// configuration file's directory instead, and says so.
+		if !filepath.IsAbs(v) {
+			return "relative path: taken from the configuration file's directory", nil
+		}
 		return "", nil
 	}
 }

@@ -16,8 +16,9 @@
 //     connection_delay_1/2, and keywords are case-insensitive.
 //   - A keyword with no value or with more than one value is an error
 //     (except protect, which takes a list).
-//   - Paths must be absolute: the daemon runs from /, so a relative path
-//     would name a different file than the one the administrator tested.
+//   - A relative path is taken from the configuration file's directory
+//     (0.81 took it from its working directory, which a service manager
+//     sets to /), with a warning.
 //   - Delays also accept Go durations ("1.5s", "250ms") besides 0.81's
 //     whole seconds or microseconds, and are range-checked (waitfor 1s-1h,
 //     connection-delay-1 1ms-1m, connection-delay-2 100ms-1h).
