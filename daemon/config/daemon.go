@@ -186,9 +186,17 @@ func keywords() map[string]keyword {
 		{"firewall-del", pathKW(func(d *Daemon) *string { return &d.FirewallDel })},
 		{"hash-archive", pathKW(func(d *Daemon) *string { return &d.HashArchive })},
 		{"hash-archive-size", func(d *Daemon, v string, _ Resolver) (string, error) {
-			n, err := parseInt(v, MinHashArchiveSize, MaxHashArchiveSize)
+			// 0.81 raised a smaller size to its minimum; so does this.
+			n, err := parseInt(v, 1, MaxHashArchiveSize)
+			if err != nil {
+				return "", err
+			}
+			if n < MinHashArchiveSize {
+				d.HashArchiveSize = MinHashArchiveSize
+				return fmt.Sprintf("below the minimum: %d used", MinHashArchiveSize), nil
+			}
 			d.HashArchiveSize = n
-			return "", err
+			return "", nil
 		}},
 		{"logfile", pathKW(func(d *Daemon) *string { return &d.LogFile })},
 		{"loglevel", func(d *Daemon, v string, _ Resolver) (string, error) {

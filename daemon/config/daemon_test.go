@@ -180,8 +180,8 @@ func TestParseDaemonErrors(t *testing.T) {
 		{"connection-delay-2 0", `doormand.cf:2: connection-delay-2 "0": must be between 100ms and 1h0m0s`},
 		{"link-header-length 129", `doormand.cf:2: link-header-length "129": must be a whole number from 0 to 128`},
 		{"link-header-length -1", `doormand.cf:2: link-header-length "-1": must be a whole number from 0 to 128`},
-		{"hash-archive-size 999", `doormand.cf:2: hash-archive-size "999": must be a whole number from 1000 to 100000000`},
-		{"hash-archive-size 100000001", `doormand.cf:2: hash-archive-size "100000001": must be a whole number from 1000 to 100000000`},
+		{"hash-archive-size 0", `doormand.cf:2: hash-archive-size "0": must be a whole number from 1 to 100000000`},
+		{"hash-archive-size 100000001", `doormand.cf:2: hash-archive-size "100000001": must be a whole number from 1 to 100000000`},
 		{"loglevel VERBOSE", `doormand.cf:2: loglevel "VERBOSE": must be one of DEBUG INFO NOTICE WARNING ERROR CRIT ALERT EMERG`},
 		{"fail-limit x", `doormand.cf:2: fail-limit "x": must be a whole number from 0 to 1000000`},
 		{"fail-delay x", `doormand.cf:2: fail-delay "x": must be a whole number of seconds or a duration such as 1.5s`},
@@ -355,5 +355,17 @@ func TestLoadDaemonRelativePaths(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d relative-path warnings, want 3: %v", n, warns)
+	}
+}
+
+// TestHashArchiveSizeMinimum: as 0.81 did, a size below 1000 is raised to
+// 1000, with a warning.
+func TestHashArchiveSizeMinimum(t *testing.T) {
+	d, warns, err := ParseDaemon("doormand.cf", strings.NewReader("interface eth0\nhash-archive-size 500\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.HashArchiveSize != MinHashArchiveSize || len(warns) != 1 || !strings.Contains(warns[0].String(), "1000 used") {
+		t.Fatalf("size %d, warnings %v", d.HashArchiveSize, warns)
 	}
 }
