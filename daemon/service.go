@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -235,11 +236,18 @@ func (s *Service) reload(eng *Engine) {
 		s.log.Warn("config: " + w.String())
 	}
 	if cfg.Interface != old.Interface || cfg.Port != old.Port || cfg.Firewall != old.Firewall ||
-		cfg.Capture != old.Capture || cfg.HashArchive != old.HashArchive {
-		s.log.Warn("reload: interface, port, capture, firewall and hash-archive changes take effect on restart")
+		cfg.Capture != old.Capture || cfg.HashArchive != old.HashArchive || cfg.HashArchiveSize != old.HashArchiveSize ||
+		cfg.NftTable != old.NftTable || cfg.DoorMark != old.DoorMark || !slices.Equal(cfg.Protect, old.Protect) ||
+		cfg.IptablesChain != old.IptablesChain || cfg.FirewallAdd != old.FirewallAdd || cfg.FirewallDel != old.FirewallDel ||
+		cfg.LinkHeaderLength != old.LinkHeaderLength || cfg.PidFile != old.PidFile || cfg.LogFile != old.LogFile {
+		s.log.Warn("reload: changes to interface, port, capture, link-header-length, firewall settings, " +
+			"hash-archive, pidfile and logfile take effect on restart; the guest list, timers and loglevel are reloaded")
 		// Keep running with what is open.
-		cfg.Interface, cfg.Port, cfg.Firewall, cfg.Capture, cfg.HashArchive =
-			old.Interface, old.Port, old.Firewall, old.Capture, old.HashArchive
+		keep := *old
+		keep.GuestList, keep.WaitFor, keep.ConnDelay1, keep.ConnDelay2 = cfg.GuestList, cfg.WaitFor, cfg.ConnDelay1, cfg.ConnDelay2
+		keep.LogLevel, keep.StatsInterval = cfg.LogLevel, cfg.StatsInterval
+		cfg = &keep
+		s.cfg = cfg
 	}
 	if !s.opts.Debug {
 		s.level.Set(cfg.LogLevel)
