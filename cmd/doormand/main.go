@@ -54,8 +54,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
 	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file] [--check] [--import-archive file] [--prune-replay]\n")
-		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), `usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
+       doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay
+
+  -h, --help            show this help
+  -v, --version         print the version and the protocols spoken
+  -D, --debug           log to stderr at debug level and skip the ownership
+                        checks of the files (doormand always stays in the
+                        foreground: run it under systemd)
+  -X, --hexdump         hex-dump each captured frame's first 128 bytes with its
+                        link type and the link-header length in use
+  -p, --pidfile FILE    pid file (overrides the configuration's pidfile)
+  -f, --config FILE     configuration (default `+config.DefaultConfigPath+`)
+      --check           check the configuration and guest list, then exit
+      --import-archive FILE
+                        merge a Doorman 0.81 hash archive into the replay store
+      --prune-replay    drop replay digests of groups whose secret changed or
+                        that were removed (with the daemon stopped)
+
+Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exit.
+`)
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
