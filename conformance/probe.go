@@ -5,7 +5,6 @@ package conformance
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -64,17 +63,6 @@ func dialTCP(h Host, dst netip.Addr, port int, timeout time.Duration) (net.Conn,
 		return err
 	})
 	return conn, err
-}
-
-// probeOpen reports whether a TCP connection from h to dst:port succeeds;
-// the connection is closed at once.
-func probeOpen(h Host, dst netip.Addr, port int, timeout time.Duration) bool {
-	c, err := dialTCP(h, dst, port, timeout)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }
 
 // rawIPv4 describes a hand-built IPv4/UDP datagram.
@@ -210,5 +198,3 @@ func udpListen(h Host, port int) (*net.UDPConn, error) {
 	})
 	return c, err
 }
-
-var errTimeout = errors.New("timeout")
