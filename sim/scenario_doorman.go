@@ -73,6 +73,14 @@ func setupDoorman(ctx context.Context, r *Run, server *Host, ifname string, allo
 	if err := d.listen(ctx); err != nil {
 		return nil, err
 	}
+	if r.cfg.Artifacts != "" {
+		// What the server saw, for Wireshark; Net.Close stops the recorder.
+		pcap := fmt.Sprintf("%s-%s.pcap", server.Name(), ifname)
+		if _, err := server.Record(ifname, pcap); err != nil {
+			return nil, err
+		}
+		r.Step("recording %s %s to %s", server.Name(), ifname, filepath.Join(r.Dir, pcap))
+	}
 	r.Step("server %s: policy-drop ruleset, service on :%d, guest %s allowed from %s", server.Addr4(), scenSvcPort, scenGuest, allowed)
 	return d, d.start(ctx)
 }
