@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -286,9 +287,22 @@ func TakePidFile(path string, log *slog.Logger) (func(), error) {
 	return func() { os.Remove(path) }, nil
 }
 
+// alive reports whether pid is a running doormand. After a crash and a
+// reboot the pid in a stale file often belongs to some other process, so
+// where /proc tells, the process must run a program of the same name as
+// this one.
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	self, err1 := os.Readlink("/proc/self/exe")
+	other, err2 := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err1 != nil || err2 != nil {
+		return true // cannot tell: assume it is one
+	}
+	name := func(p string) string { return filepath.Base(strings.TrimSuffix(p, " (deleted)")) }
+	return name(self) == name(other)
 }
 
 // ShutdownTimeout bounds how long shutdown may take to remove rules.

@@ -2,10 +2,15 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorman-project/doorman/daemon/firewall"
 )
@@ -51,4 +56,56 @@ func TestServiceMissingConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/doormand.cf") {
 		t.Fatalf("LoadService of a missing file: %v", err)
 	}
+}
+
+// TestPidFile: a pid file naming a live doormand is refused; one naming a
+// dead process, garbage, or a live process of another program (pid reuse
+// after a reboot) is replaced.
+func TestPidFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "doorman.pid")
+	log := slog.New(slog.DiscardHandler)
+	other := exec.Command("sleep", "30") // a live process of another program
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Process.Kill()
+	for _, stale := range []string{"999999999\n", "garbage", strconv.Itoa(other.Process.Pid) + "\n"} {
+		os.WriteFile(path, []byte(stale), 0o644)
+		release, err := TakePidFile(path, log)
+		if err != nil {
+			t.Fatalf("stale pid file %q refused: %v", stale, err)
+		}
+		if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+			t.Fatalf("pid file holds %q", b)
+		}
+		release()
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatal("release left the pid file")
+		}
+	}
+	// A live process running this very program (the test binary itself,
+	// under another pid): a copy of the test binary that sleeps.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command(self, "-test.run=^$", "-test.timeout=30s")
+	sleeper.Env = append(os.Environ(), "DOORMAN_TEST_SLEEP=1")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	os.WriteFile(path, []byte(strconv.Itoa(sleeper.Process.Pid)+"\n"), 0o644)
+	if _, err := TakePidFile(path, log); !errors.Is(err, ErrAlreadyRunning) {
+		t.Fatalf("pid file of a live doormand: %v, want ErrAlreadyRunning", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("DOORMAN_TEST_SLEEP") != "" {
+		time.Sleep(20 * time.Second)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
