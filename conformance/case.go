@@ -71,6 +71,7 @@ type Result struct {
 func Cases() []*Case {
 	var cs []*Case
 	cs = append(cs, packetCases()...)
+	cs = append(cs, ipv6Cases()...)
 	cs = append(cs, verifyCases()...)
 	cs = append(cs, replayCases()...)
 	cs = append(cs, doorCases()...)

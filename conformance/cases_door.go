@@ -151,7 +151,7 @@ func dialFromPort(h Host, dst netip.Addr, port, sport int, timeout time.Duration
 	err := InNS(h.NS, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		c, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, uint16(port)).String())
+		c, err := d.DialContext(ctx, family("tcp", dst), netip.AddrPortFrom(dst, uint16(port)).String())
 		conn = c
 		return err
 	})

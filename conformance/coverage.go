@@ -86,7 +86,6 @@ func truncate(s string, n int) string {
 // port reachability, with the reason.
 var notTestable = map[string]string{
 	"CLASSIC-2.6":   "first-byte dispatch is internal; its observable part (0xD2 and non-digit payloads refused) is in 2.1/reject-vectors",
-	"CLASSIC-2.7":   "IPv6 knocks: the suite's topology is IPv4-only (198.18.0.0/15) for now",
 	"CLASSIC-3.2":   "canonical re-encoding is internal; its observable part is the lenient vectors",
 	"CLASSIC-3.3/2": "how a tag is drawn cannot be seen; 3.3/client-tag-freshness catches repeats only",
 	"CLASSIC-4.5/1": "log content is not a wire behaviour",

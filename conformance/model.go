@@ -60,7 +60,10 @@ const (
 )
 
 func (t *Topology) model(workDir string) Model {
-	nets := []string{t.Client.Addr.String() + "/32", t.Client2.Addr.String() + "/32"}
+	// Both families of both clients (CLASSIC-2.7); the foreign host is
+	// outside in both.
+	nets := []string{t.Client.Addr.String() + "/32", t.Client2.Addr.String() + "/32",
+		t.Client.Addr6.String() + "/128", t.Client2.Addr6.String() + "/128"}
 	return Model{
 		Guests: []Guest{
 			{Name: "alice", Secret: secretA, Ports: []int{portA, portB}, Networks: nets},

@@ -13,14 +13,16 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
 
 // Host is one namespace of the topology with its address on the shared LAN.
 type Host struct {
-	NS   string     // namespace name
-	Addr netip.Addr // IPv4 address on IfName
+	NS    string     // namespace name
+	Addr  netip.Addr // IPv4 address on IfName
+	Addr6 netip.Addr // IPv6 address on IfName
 }
 
 // IfName is the LAN interface name inside every host namespace.
@@ -61,10 +63,10 @@ func ipCmd(ctx context.Context, args ...string) error {
 // NewTopology fails half way (it cleans up after itself then).
 func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
 	t = &Topology{Prefix: prefix, lan: prefix + "-lan",
-		Server:  Host{NS: prefix + "-srv", Addr: netip.MustParseAddr("198.18.0.1")},
-		Client:  Host{NS: prefix + "-cl1", Addr: netip.MustParseAddr("198.18.0.2")},
-		Client2: Host{NS: prefix + "-cl2", Addr: netip.MustParseAddr("198.18.0.3")},
-		Foreign: Host{NS: prefix + "-frn", Addr: netip.MustParseAddr("198.18.0.4")},
+		Server:  newHost(prefix+"-srv", "198.18.0.1", "2001:db8::1"),
+		Client:  newHost(prefix+"-cl1", "198.18.0.2", "2001:db8::2"),
+		Client2: newHost(prefix+"-cl2", "198.18.0.3", "2001:db8::3"),
+		Foreign: newHost(prefix+"-frn", "198.18.0.4", "2001:db8::4"),
 	}
 	defer func() {
 		if err != nil {
@@ -80,6 +82,9 @@ func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
 	}
 	steps := [][]string{
 		{"-n", t.lan, "link", "add", "br0", "type", "bridge"},
+		// Without snooping the bridge floods multicast, so neighbour
+		// solicitations reach every port from the first packet on.
+		{"-n", t.lan, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"},
 		{"-n", t.lan, "link", "set", "br0", "up"},
 		{"-n", t.lan, "link", "set", "lo", "up"},
 	}
@@ -90,6 +95,8 @@ func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
 			{"-n", t.lan, "link", "set", port, "master", "br0"},
 			{"-n", t.lan, "link", "set", port, "up"},
 			{"-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", IfName},
+			// nodad: usable at once instead of after duplicate detection.
+			{"-n", h.NS, "addr", "add", h.Addr6.String() + "/64", "dev", IfName, "nodad"},
 			{"-n", h.NS, "link", "set", IfName, "up"},
 			{"-n", h.NS, "link", "set", "lo", "up"},
 		}...)
@@ -98,16 +105,63 @@ func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
 		if err := ipCmd(ctx, "netns", "add", h.NS); err != nil {
 			return t, err
 		}
-		// No IPv6: keeps router and neighbour chatter out of the silence
-		// captures. The file may not exist on kernels without IPv6.
-		_ = exec.CommandContext(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1").Run()
+		// IPv6 on (CLASSIC-2.7), but quiet: no router solicitations or
+		// autoconfiguration, so the silence captures see little chatter.
+		// The new interfaces take the "default" values.
+		if err := sysctls(ctx, h.NS,
+			"net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
+			"net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.default.autoconf=0",
+			"net.ipv6.conf.default.router_solicitations=0"); err != nil {
+			return t, err
+		}
 	}
 	for _, s := range steps {
 		if err := ipCmd(ctx, s...); err != nil {
 			return t, err
 		}
 	}
+	for _, h := range t.hosts() {
+		if err := waitIPv6(ctx, h); err != nil {
+			return t, err
+		}
+	}
 	return t, nil
+}
+
+func newHost(ns, v4, v6 string) Host {
+	return Host{NS: ns, Addr: netip.MustParseAddr(v4), Addr6: netip.MustParseAddr(v6)}
+}
+
+func sysctls(ctx context.Context, ns string, settings ...string) error {
+	args := append([]string{"netns", "exec", ns, "sysctl", "-qw"}, settings...)
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("sysctl in %s: %w: %s", ns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ipv6Wait bounds how long waitIPv6 polls; nodad addresses are usually
+// ready at once.
+const ipv6Wait = 10 * time.Second
+
+// waitIPv6 waits until h's IPv6 address is no longer tentative and has a
+// route, so the first probe over IPv6 is not lost.
+func waitIPv6(ctx context.Context, h Host) error {
+	ctx, cancel := context.WithTimeout(ctx, ipv6Wait)
+	defer cancel()
+	for {
+		addrs, aerr := exec.CommandContext(ctx, "ip", "-n", h.NS, "-6", "addr", "show", "dev", IfName, "tentative").Output()
+		route, rerr := exec.CommandContext(ctx, "ip", "-n", h.NS, "-6", "route", "show", "dev", IfName).Output()
+		if aerr == nil && rerr == nil && len(bytes.TrimSpace(addrs)) == 0 && bytes.Contains(route, []byte("2001:db8::/64")) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: IPv6 address %s not ready: tentative=%q route=%q", h.NS, h.Addr6, bytes.TrimSpace(addrs), bytes.TrimSpace(route))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (t *Topology) hosts() []Host { return []Host{t.Server, t.Client, t.Client2, t.Foreign} }

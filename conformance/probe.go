@@ -28,12 +28,21 @@ const (
 	settle = 300 * time.Millisecond
 )
 
+// family returns proto ("udp" or "tcp") with the suffix for dst's address
+// family, so a probe never silently falls back to the other family.
+func family(proto string, dst netip.Addr) string {
+	if dst.Is4() || dst.Is4In6() {
+		return proto + "4"
+	}
+	return proto + "6"
+}
+
 // udpSend sends payload from host h to dst:port over a normal UDP socket
 // and returns the local source port it used.
 func udpSend(h Host, dst netip.Addr, port int, payload []byte) (int, error) {
 	var conn *net.UDPConn
 	err := InNS(h.NS, func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
+		c, err := net.DialUDP(family("udp", dst), nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
 		conn = c
 		return err
 	})
@@ -58,7 +67,7 @@ func dialTCP(h Host, dst netip.Addr, port int, timeout time.Duration) (net.Conn,
 		// after the thread has switched back.
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		c, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, uint16(port)).String())
+		c, err := d.DialContext(ctx, family("tcp", dst), netip.AddrPortFrom(dst, uint16(port)).String())
 		conn = c
 		return err
 	})
@@ -154,7 +163,8 @@ func listen(h Host, ports []int) (*listeners, error) {
 		var ln net.Listener
 		err := InNS(h.NS, func() error {
 			var err error
-			ln, err = net.Listen("tcp4", ":"+strconv.Itoa(p))
+			// Dual-stack: the same listener serves IPv4 and IPv6 probes.
+			ln, err = net.Listen("tcp", ":"+strconv.Itoa(p))
 			return err
 		})
 		if err != nil {
