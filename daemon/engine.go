@@ -190,25 +190,11 @@ func (e *Engine) RoutineReceive(ctx context.Context) error {
 	var p capture.Packet
 	var k protocol.Knock
 	for {
-		err := e.opts.Source.Read(&p)
-		switch err {
-		case nil:
-		case capture.ErrTruncated:
-			e.counters.add(ReasonTruncated)
-			continue
-		case capture.ErrIPOptions:
-			e.counters.add(ReasonIPOptions)
-			continue
-		case capture.ErrFragment:
-			e.counters.add(ReasonFragment)
-			continue
-		case capture.ErrNotLocal:
-			e.counters.add(ReasonNotLocal)
-			continue
-		case capture.ErrNotCandidate:
-			e.counters.add(ReasonNotCandidate)
-			continue
-		default:
+		if err := e.opts.Source.Read(&p); err != nil {
+			if r, ok := dropReason(err); ok {
+				e.counters.add(r)
+				continue
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -220,6 +206,24 @@ func (e *Engine) RoutineReceive(ctx context.Context) error {
 		}
 		e.handleKnock(ctx, &p, &k)
 	}
+}
+
+// dropReason maps the capture's per-packet drop errors to counters; any
+// other error is the source failing.
+func dropReason(err error) (Reason, bool) {
+	switch err {
+	case capture.ErrTruncated:
+		return ReasonTruncated, true
+	case capture.ErrIPOptions:
+		return ReasonIPOptions, true
+	case capture.ErrFragment:
+		return ReasonFragment, true
+	case capture.ErrNotLocal:
+		return ReasonNotLocal, true
+	case capture.ErrNotCandidate:
+		return ReasonNotCandidate, true
+	}
+	return 0, false
 }
 
 // handleKnock runs the checks of CLASSIC-4.1 steps 2-7 on one datagram.
