@@ -452,3 +452,47 @@ func BenchmarkVerifyPipeline(b *testing.B) {
 		e.handleKnock(context.Background(), &p, &kk)
 	}
 }
+
+// errSource returns each of errs once, then behaves like src.
+type errSource struct {
+	*chanSource
+	errs []error
+}
+
+func (s *errSource) Read(p *capture.Packet) error {
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		return err
+	}
+	return s.chanSource.Read(p)
+}
+
+// TestFrameDropsCounted: packets the capture drops (options, fragments,
+// not addressed to us, ...) are counted by reason and the engine goes on
+// (CLASSIC-4.3, CLASSIC-4.4, CLASSIC-4.5/3).
+func TestFrameDropsCounted(t *testing.T) {
+	src := &errSource{chanSource: newChanSource(), errs: []error{capture.ErrIPOptions, capture.ErrFragment,
+		capture.ErrFragment, capture.ErrNotLocal, capture.ErrTruncated, capture.ErrNotCandidate}}
+	eng := New(Options{Settings: settings(), Source: src, Firewall: firewall.NewFake()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.RoutineReceive(ctx) }()
+	src.ch <- capture.Packet{Src: client, Dst: server, Proto: capture.ProtoUDP, DstPort: 1001, Payload: []byte("junk")}
+	deadline := time.Now().Add(5 * time.Second)
+	for eng.Counters().Get(ReasonNotClassic) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	src.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("RoutineReceive: %v", err)
+	}
+	want := map[Reason]uint64{ReasonIPOptions: 1, ReasonFragment: 2, ReasonNotLocal: 1, ReasonTruncated: 1,
+		ReasonNotCandidate: 1, ReasonNotClassic: 1}
+	for r, n := range want {
+		if got := eng.Counters().Get(r); got != n {
+			t.Errorf("%v counted %d, want %d", r, got, n)
+		}
+	}
+}
