@@ -8,10 +8,6 @@ import (
 	"strconv"
 )
 
-// fallbackService answers for common names when the system has no services
-// database.
-func fallbackService(name string) (uint16, bool) { return protocol.WellKnownPort(name) }
-
 // LookupService returns the TCP port service names: a decimal number
 // 1-65535, a name the system's services database knows (looked up through r;
 // nil means net.DefaultResolver), or a common name from a built-in table.
@@ -34,7 +30,7 @@ func LookupService(ctx context.Context, r *net.Resolver, service string) (uint16
 	if err == nil && p > 0 && p <= 65535 {
 		return uint16(p), nil
 	}
-	if p, ok := fallbackService(service); ok {
+	if p, ok := protocol.WellKnownPort(service); ok {
 		return p, nil
 	}
 	return 0, fmt.Errorf("%w %q: not a port number or a known service name", ErrUnknownService, service)

@@ -50,7 +50,7 @@
 //     address, and a continuation line before the first record are errors.
 //     An empty guest list loads with a warning.
 //   - Service names come from /etc/services, with a built-in table of
-//     common services (WellKnownPort) for systems that lack it.
+//     common services (protocol.WellKnownPort) for systems that lack it.
 //
 // Requirement IDs such as CLASSIC-9.2 in comments and tests point into
 // spec/doorman.md.

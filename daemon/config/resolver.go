@@ -29,7 +29,7 @@ var (
 )
 
 // NetResolver is the system resolver: service names from /etc/services
-// (net.LookupPort) with WellKnownPort as a fallback, because minimal images
+// (net.LookupPort) with protocol.WellKnownPort as a fallback, because minimal images
 // often lack /etc/services; host names through net.DefaultResolver.
 type NetResolver struct {
 	// Timeout bounds one host lookup; 0 means 10 seconds.
@@ -49,7 +49,7 @@ func (NetResolver) LookupPort(service string) (uint16, error) {
 	if p, err := net.LookupPort("tcp", service); err == nil && p > 0 && p <= 65535 {
 		return uint16(p), nil
 	}
-	if p, ok := WellKnownPort(service); ok {
+	if p, ok := protocol.WellKnownPort(service); ok {
 		return p, nil
 	}
 	return 0, fmt.Errorf("%q: %w", service, ErrUnknownService)
@@ -76,7 +76,7 @@ func (r NetResolver) LookupHost(host string) ([]netip.Addr, error) {
 
 // StaticResolver is a map-based Resolver for tests and for callers that must
 // not touch the network. Service names not in Ports fall back to
-// WellKnownPort; host names not in Hosts are unknown.
+// protocol.WellKnownPort; host names not in Hosts are unknown.
 type StaticResolver struct {
 	Ports map[string]uint16
 	Hosts map[string][]netip.Addr
@@ -87,7 +87,7 @@ func (r StaticResolver) LookupPort(service string) (uint16, error) {
 	if p, ok := r.Ports[service]; ok {
 		return p, nil
 	}
-	if p, ok := WellKnownPort(service); ok {
+	if p, ok := protocol.WellKnownPort(service); ok {
 		return p, nil
 	}
 	return 0, fmt.Errorf("%q: %w", service, ErrUnknownService)
@@ -100,10 +100,6 @@ func (r StaticResolver) LookupHost(host string) ([]netip.Addr, error) {
 	}
 	return nil, fmt.Errorf("%q: %w", host, ErrUnknownHost)
 }
-
-// WellKnownPort is protocol.WellKnownPort, the built-in table of common TCP
-// services used when /etc/services does not know a name.
-func WellKnownPort(service string) (uint16, bool) { return protocol.WellKnownPort(service) }
 
 // serviceSyntax reports whether s could be an /etc/services name: it starts
 // with a letter and holds only letters, digits and "-_.+/*". It keeps
