@@ -66,7 +66,14 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := checkConfigFile(f, path); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if err := checkConfigPerm(fi, path); err != nil {
 		return nil, err
 	}
 	return ParseConfig(path, f)

@@ -18,16 +18,9 @@ func DefaultConfigPath() string {
 	return filepath.Join(home, ".knockcf")
 }
 
-// checkConfigFile refuses anything but a regular file that only its owner
-// may access: it holds a secret.
-func checkConfigFile(f *os.File, path string) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", path)
-	}
+// checkConfigPerm refuses a file that anyone but its owner may access: it
+// holds a secret (CLASSIC-10.3).
+func checkConfigPerm(fi os.FileInfo, path string) error {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s: %w (mode %04o); fix with: chmod 600 %s", path, ErrConfigPerm, perm, path)
 	}
