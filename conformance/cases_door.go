@@ -3,7 +3,6 @@
 package conformance
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -147,14 +146,7 @@ func dialFromPort(h Host, dst netip.Addr, port, sport int, timeout time.Duration
 			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
 			return errors.Join(err, serr)
 		}}
-	var conn net.Conn
-	err := InNS(h.NS, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		c, err := d.DialContext(ctx, family("tcp", dst), netip.AddrPortFrom(dst, uint16(port)).String())
-		conn = c
-		return err
-	})
+	conn, err := dialWith(h, d, dst, port, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -59,12 +59,14 @@ func udpSend(h Host, dst netip.Addr, port int, payload []byte) (int, error) {
 // dialTCP connects from h to dst:port within timeout; the caller closes the
 // connection.
 func dialTCP(h Host, dst netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
-	var d net.Dialer
-	d.Timeout = timeout
+	return dialWith(h, net.Dialer{Timeout: timeout}, dst, port, timeout)
+}
+
+// dialWith connects from h with d. The socket is created inside the
+// namespace; connecting may go on after the thread has switched back.
+func dialWith(h Host, d net.Dialer, dst netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
 	err := InNS(h.NS, func() error {
-		// The socket is created inside the namespace; connecting may go on
-		// after the thread has switched back.
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		c, err := d.DialContext(ctx, family("tcp", dst), netip.AddrPortFrom(dst, uint16(port)).String())
