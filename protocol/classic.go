@@ -38,6 +38,13 @@ const (
 // digit, so the two can never be confused.
 const ModernMagic = 0xD2
 
+// Size limits of a modern payload (spec section 12): a capture prefilter
+// may drop any datagram starting with ModernMagic outside them.
+const (
+	MinModernLen = 64
+	MaxModernLen = 255
+)
+
 // Sniff classifies a payload by its first byte.
 func Sniff(payload []byte) Kind {
 	switch {
