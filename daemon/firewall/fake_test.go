@@ -4,99 +4,93 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
-func fakeRule(sport uint16) Rule {
-	return Rule{Iface: "veth0", Src: netip.MustParseAddr("198.18.0.2"), SrcPort: sport, Dst: netip.MustParseAddr("198.18.0.1"), DstPort: 22}
+func fakeDoor(id uint64, s DoorState, sport uint16) Door {
+	return Door{ID: id, Src: netip.MustParseAddr("198.18.0.2"), Dst: netip.MustParseAddr("198.18.0.1"), Port: 22,
+		SrcPort: sport, State: s, Expires: time.Now().Add(time.Minute)}
 }
 
 func TestFake(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	if err := f.Add(ctx, fakeRule(0)); !errors.Is(err, ErrNotStarted) {
-		t.Fatalf("Add before Start: %v", err)
+	if err := f.Apply(ctx, []Door{fakeDoor(1, DoorArmed, 0)})[0]; !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Apply before Start: %v", err)
 	}
-	if err := f.Start(ctx); err != nil {
+	var claims []Claim
+	if err := f.Start(ctx, Notify{Claim: func(c Claim) { claims = append(claims, c) }}); err != nil {
 		t.Fatal(err)
 	}
-	broad, narrow := fakeRule(0), fakeRule(40000)
-	for _, r := range []Rule{broad, narrow, broad} {
-		if err := f.Add(ctx, r); err != nil {
+	apply := func(d Door) error { return f.Apply(ctx, []Door{d})[0] }
+	if err := apply(fakeDoor(1, DoorNarrow, 4000)); !errors.Is(err, ErrTransition) {
+		t.Fatalf("closed to narrow: %v, want ErrTransition", err)
+	}
+	if err := apply(fakeDoor(1, DoorArmed, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(fakeDoor(2, DoorArmed, 0)); !errors.Is(err, ErrTransition) {
+		t.Fatalf("second armed door of one key: %v, want ErrTransition", err)
+	}
+	f.Claim(Claim{SrcPort: 4000})
+	if len(claims) != 1 || claims[0].SrcPort != 4000 {
+		t.Fatalf("claims: %+v", claims)
+	}
+	for _, s := range []DoorState{DoorClaimed, DoorNarrow} {
+		if err := apply(fakeDoor(1, s, 4000)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.Rules(); !slices.Equal(got, []Rule{broad, narrow, broad}) {
-		t.Fatalf("Rules() = %v", got)
+	if got := f.Doors(); len(got) != 1 || got[0].State != DoorNarrow {
+		t.Fatalf("doors: %+v", got)
 	}
-	if err := f.Delete(ctx, broad); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.Rules(); !slices.Equal(got, []Rule{broad, narrow}) {
-		t.Fatalf("after one Delete of a doubled rule: %v", got)
-	}
-
 	boom := errors.New("boom")
 	f.FailNext(boom)
-	err := f.Delete(ctx, narrow)
-	var re *RuleError
-	if !errors.Is(err, boom) || !errors.As(err, &re) || re.Rule != narrow || re.Backend != "fake" {
-		t.Fatalf("FailNext: got %v", err)
+	err := apply(fakeDoor(1, DoorClosed, 4000))
+	var de *DoorError
+	if !errors.Is(err, boom) || !errors.As(err, &de) || de.Backend != "fake" {
+		t.Fatalf("FailNext: %v", err)
 	}
-	if got := f.Rules(); !slices.Equal(got, []Rule{broad, narrow}) {
-		t.Fatalf("failed Delete changed the rules: %v", got)
+	if err := apply(fakeDoor(1, DoorClosed, 4000)); err != nil {
+		t.Fatal(err)
 	}
-	if err := f.Delete(ctx, narrow); err != nil {
-		t.Fatalf("FailNext must fail only once: %v", err)
+	if len(f.Doors()) != 0 {
+		t.Fatal("door held after closing")
 	}
-	if err := f.Delete(ctx, narrow); !errors.Is(err, ErrUnknownRule) {
-		t.Fatalf("Delete of unknown rule: %v", err)
-	}
-	if err := f.Add(ctx, Rule{}); !errors.Is(err, ErrInvalidRule) {
-		t.Fatalf("Add of invalid rule: %v", err)
-	}
-	calls := f.Calls()
-	if len(calls) != 9 || calls[0].Err == nil || calls[1].Op != "add" || calls[4].Op != "delete" || !errors.Is(calls[5].Err, boom) {
-		t.Fatalf("Calls() = %+v", calls)
-	}
-	if err := f.Close(ctx); err != nil || len(f.Rules()) != 0 {
-		t.Fatalf("Close: %v, rules %v", err, f.Rules())
+	if got := len(f.Calls()); got != 8 {
+		t.Fatalf("%d calls recorded, want 8", got)
 	}
 	if err := f.Close(ctx); err != nil {
-		t.Fatalf("second Close: %v", err)
+		t.Fatal(err)
 	}
 }
 
 func TestFakeConcurrent(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	if err := f.Start(ctx); err != nil {
+	if err := f.Start(ctx, Notify{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	for i := range 8 {
+	for i := range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range 50 {
-				r := fakeRule(uint16(1 + i*100 + j))
-				if err := f.Add(ctx, r); err != nil {
-					t.Error(err)
-					return
-				}
-				if j%2 == 0 {
-					if err := f.Delete(ctx, r); err != nil {
-						t.Error(err)
-						return
-					}
-				}
+			d := fakeDoor(uint64(i+1), DoorArmed, 0)
+			d.Port = uint16(1000 + i)
+			if err := errors.Join(f.Apply(ctx, []Door{d})...); err != nil {
+				t.Error(err)
+			}
+			d.State = DoorClosed
+			if err := errors.Join(f.Apply(ctx, []Door{d})...); err != nil {
+				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if n := len(f.Rules()); n != 8*25 {
-		t.Fatalf("%d live rules, want %d", n, 8*25)
+	if n := len(f.Doors()); n != 0 {
+		t.Fatalf("%d doors left", n)
 	}
 }

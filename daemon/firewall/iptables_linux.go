@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 )
-
-const iptBackend = "iptables"
 
 // iptWaitSeconds bounds how long one iptables call waits for the xtables lock.
 const iptWaitSeconds = 5
@@ -21,53 +21,75 @@ const iptWaitSeconds = 5
 // INPUT (each Start adds one; a crash loop could leave several).
 const maxLeftoverJumps = 64
 
-// IPTables is the iptables backend: accept rules in its own chain (iptables
-// and ip6tables, table filter), jumped to from the top of INPUT. It shells out
-// to the iptables binaries. Safe for concurrent use.
-type IPTables struct {
-	cfg IPTConfig
-	log *slog.Logger
+// iptWatchEvery is how often the backend checks that its chain and jump are
+// still in place (each check runs iptables twice per family).
+const iptWatchEvery = 2 * time.Second
 
-	mu      sync.Mutex // guards the fields below (not held while iptables runs)
+// IPTables is the backend for hosts whose firewall is iptables (or
+// iptables-nft): the doors themselves live in doorman's nftables table
+// (see NFTables), which marks every packet a door admits, and an iptables
+// chain DOORMAN, jumped to from the top of INPUT (iptables and ip6tables),
+// accepts marked packets:
+//
+//	-A INPUT -m comment --comment doorman -j DOORMAN
+//	-A DOORMAN -m mark --mark 0x100000/0x100000 -m comment --comment doorman -j ACCEPT
+//
+// So the admin adds nothing, and one connection per door is enforced by the
+// kernel in the nftables table whatever the iptables rules say. The chain
+// and jump are checked every couple of seconds and put back if an
+// iptables-restore removed them. Safe for concurrent use.
+type IPTables struct {
+	cfg   IPTConfig
+	log   *slog.Logger
+	doors *NFTables
+
+	mu      sync.Mutex // guards the fields below; not held while iptables runs in Apply
 	started bool
 	fams    [2]*iptFamily // [0] IPv4, [1] IPv6; nil if that family is unavailable
-	live    ruleSet[struct{}]
+	ns      nsPin
+	stop    chan struct{}
+	done    chan struct{}
+	notify  Notify
 }
 
 // iptFamily is one of iptables / ip6tables.
 type iptFamily struct {
-	name      string
-	ipt       *iptables.IPTables
-	connlimit bool
+	name string
+	ipt  *iptables.IPTables
 }
 
 // NewIPTables returns an unstarted iptables backend.
 func NewIPTables(cfg IPTConfig) *IPTables {
 	cfg = cfg.withDefaults()
-	return &IPTables{cfg: cfg, log: cfg.Logger}
-}
-
-// ConnLimit reports whether broad rules carry the connlimit match (decided by
-// Start: the kernel must accept it for IPv4).
-func (b *IPTables) ConnLimit() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.fams[0] != nil && b.fams[0].connlimit
+	return &IPTables{cfg: cfg, log: cfg.Logger, doors: NewNFTables(cfg.Doors)}
 }
 
 func (b *IPTables) jumpSpec() []string {
 	return []string{"-m", "comment", "--comment", iptComment, "-j", b.cfg.Chain}
 }
 
-// Start removes a chain and jumps left by an earlier run, creates the chain,
-// checks whether connlimit works, and jumps to the chain from INPUT position 1.
-// IPv6 is optional: if ip6tables is missing or fails, IPv6 rules are refused.
-func (b *IPTables) Start(ctx context.Context) error {
+func (b *IPTables) acceptSpec() []string {
+	m := fmt.Sprintf("%#x/%#x", b.cfg.Doors.Mark, b.cfg.Doors.Mark)
+	return []string{"-m", "mark", "--mark", m, "-m", "comment", "--comment", iptComment, "-j", "ACCEPT"}
+}
+
+// Start starts the doors' nftables table, then removes a chain and jumps
+// left by an earlier run and installs fresh ones. IPv6 is optional: if
+// ip6tables is missing or fails, only IPv4 doors are let in by iptables
+// (a warning says so).
+func (b *IPTables) Start(ctx context.Context, notify Notify) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: start: %w", iptBackend, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.started {
+		return fmt.Errorf("%s: start: already started", iptBackend)
+	}
+	ns, err := pinNS()
+	if err != nil {
+		return fmt.Errorf("%s: start: %w", iptBackend, err)
+	}
 	var fams [2]*iptFamily
 	for i, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
 		name := []string{"iptables", "ip6tables"}[i]
@@ -80,16 +102,24 @@ func (b *IPTables) Start(ctx context.Context) error {
 			}
 		}
 		if i == 0 {
+			ns.close()
 			return fmt.Errorf("%s: start: %w", iptBackend, err)
 		}
-		b.log.Warn("IPv6 rules disabled", "err", err)
+		b.log.Warn("IPv6 doors are not let in by ip6tables", "err", err)
 	}
-	b.fams = fams
-	b.live.reset()
+	if err := b.doors.Start(ctx, notify); err != nil {
+		for _, f := range fams {
+			if f != nil {
+				_ = b.removeFamily(f)
+			}
+		}
+		ns.close()
+		return fmt.Errorf("%s: start: %w", iptBackend, err)
+	}
+	b.fams, b.ns, b.notify = fams, ns, notify
+	b.stop, b.done = make(chan struct{}), make(chan struct{})
 	b.started = true
-	if !fams[0].connlimit && !b.cfg.NoConnLimit {
-		b.log.Warn("connlimit match unavailable: a broad rule admits every connection that starts before its narrow rule replaces it")
-	}
+	go b.routineWatch(b.stop, b.done)
 	return nil
 }
 
@@ -100,20 +130,8 @@ func (b *IPTables) startFamily(f *iptFamily) error {
 	if err := f.ipt.NewChain("filter", b.cfg.Chain); err != nil {
 		return fmt.Errorf("%s: create chain %s: %w", f.name, b.cfg.Chain, err)
 	}
-	if !b.cfg.NoConnLimit {
-		// Probe with the exact match the broad rules use, before the chain is
-		// reachable from INPUT.
-		mask := map[string]string{"iptables": "32", "ip6tables": "128"}[f.name]
-		probe := []string{"-p", "tcp", "-m", "connlimit", "--connlimit-upto", "1", "--connlimit-mask", mask,
-			"-m", "comment", "--comment", iptComment + "-probe", "-j", "RETURN"}
-		if err := f.ipt.Append("filter", b.cfg.Chain, probe...); err == nil {
-			f.connlimit = true
-			if err := f.ipt.Delete("filter", b.cfg.Chain, probe...); err != nil {
-				return fmt.Errorf("%s: remove connlimit probe: %w", f.name, err)
-			}
-		} else {
-			b.log.Debug("connlimit probe failed", "family", f.name, "err", err)
-		}
+	if err := f.ipt.Append("filter", b.cfg.Chain, b.acceptSpec()...); err != nil {
+		return fmt.Errorf("%s: add mark rule to %s: %w", f.name, b.cfg.Chain, err)
 	}
 	if err := f.ipt.Insert("filter", "INPUT", 1, b.jumpSpec()...); err != nil {
 		return fmt.Errorf("%s: insert jump to %s: %w", f.name, b.cfg.Chain, err)
@@ -147,101 +165,95 @@ func (b *IPTables) removeFamily(f *iptFamily) error {
 	return nil
 }
 
-// family returns the iptables flavour for r, or an error.
-func (b *IPTables) familyLocked(r Rule) (*iptFamily, error) {
-	if !b.started {
-		return nil, ErrNotStarted
-	}
-	f := b.fams[0]
-	if !r.is4() {
-		f = b.fams[1]
-	}
-	if f == nil {
-		return nil, errors.New("ip6tables unavailable")
-	}
-	return f, nil
-}
-
-// Add appends the rule to the chain.
-func (b *IPTables) Add(ctx context.Context, r Rule) error {
-	return ruleErr(iptBackend, "add", r, b.add(ctx, r))
-}
-
-func (b *IPTables) add(ctx context.Context, r Rule) error {
-	if err := r.validate(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	f, err := b.familyLocked(r)
-	b.mu.Unlock()
+// intact reports whether the family's jump and mark rule are in place.
+func (b *IPTables) intact(f *iptFamily) (bool, error) {
+	rules, err := f.ipt.List("filter", "INPUT")
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := f.ipt.Append("filter", b.cfg.Chain, iptRuleSpec(r, f.connlimit)...); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	b.live.push(r, struct{}{})
-	b.mu.Unlock()
-	return nil
-}
-
-// Delete removes one copy of the rule from the chain.
-func (b *IPTables) Delete(ctx context.Context, r Rule) error {
-	return ruleErr(iptBackend, "delete", r, b.delete(ctx, r))
-}
-
-func (b *IPTables) delete(ctx context.Context, r Rule) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	f, err := b.familyLocked(r)
-	if err == nil {
-		if _, ok := b.live.peek(r); !ok {
-			err = ErrUnknownRule
-		} else {
-			// Taken out before iptables runs, so two racing Deletes of one
-			// copy cannot both pass this check.
-			b.live.pop(r)
+	jump := false
+	for _, r := range rules {
+		if strings.Contains(r, "-j "+b.cfg.Chain) {
+			jump = true
+			break
 		}
 	}
-	b.mu.Unlock()
-	if err != nil {
-		return err
+	if !jump {
+		return false, nil
 	}
-	if err := f.ipt.Delete("filter", b.cfg.Chain, iptRuleSpec(r, f.connlimit)...); err != nil {
-		b.mu.Lock()
-		b.live.push(r, struct{}{})
-		b.mu.Unlock()
-		return err
-	}
-	return nil
+	return f.ipt.Exists("filter", b.cfg.Chain, b.acceptSpec()...)
 }
 
-// Close removes the jumps and the chain with every rule in it. Idempotent.
+// routineWatch puts the chain and jump back when they disappear.
+func (b *IPTables) routineWatch(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(iptWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		fams, ns, notify := b.fams, b.ns, b.notify
+		b.mu.Unlock()
+		for _, f := range fams {
+			if f == nil {
+				continue
+			}
+			var ok bool
+			err := ns.do(func() (err error) { ok, err = b.intact(f); return err })
+			if err != nil || ok {
+				if err != nil {
+					notify.fault(Fault{Op: "check " + f.name + " chain " + b.cfg.Chain, Err: err})
+				}
+				continue
+			}
+			gone := fmt.Errorf("%s chain %s or its jump from INPUT was removed (a firewall reload?)", f.name, b.cfg.Chain)
+			if err := ns.do(func() error { return b.startFamily(f) }); err != nil {
+				notify.fault(Fault{Op: "restore " + f.name + " chain", Err: errors.Join(gone, err)})
+				continue
+			}
+			notify.fault(Fault{Op: "restore " + f.name + " chain", Err: gone, Repaired: true})
+		}
+	}
+}
+
+// Apply applies door changes to the doors' table.
+func (b *IPTables) Apply(ctx context.Context, doors []Door) []error {
+	return b.doors.Apply(ctx, doors)
+}
+
+// Close removes the jumps and the chain and then the doors' table.
+// Idempotent.
 func (b *IPTables) Close(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: close: %w", iptBackend, err)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if !b.started {
+		b.mu.Unlock()
 		return nil
 	}
+	b.started = false
+	stop, done := b.stop, b.done
+	b.mu.Unlock()
+	close(stop)
+	<-done
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var errs []error
 	for _, f := range b.fams {
 		if f != nil {
 			errs = append(errs, b.removeFamily(f))
 		}
 	}
+	errs = append(errs, b.doors.Close(ctx))
+	b.ns.close()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: close: %w", iptBackend, err)
 	}
-	b.live.reset()
-	b.started = false
 	return nil
 }

@@ -15,20 +15,18 @@ type IPTables struct{ cfg IPTConfig }
 func NewIPTables(cfg IPTConfig) *IPTables { return &IPTables{cfg: cfg.withDefaults()} }
 
 // Start fails: iptables exists only on Linux.
-func (b *IPTables) Start(context.Context) error { return fmt.Errorf("iptables: %w", ErrUnsupported) }
-
-// Add fails: iptables exists only on Linux.
-func (b *IPTables) Add(_ context.Context, r Rule) error {
-	return ruleErr("iptables", "add", r, ErrUnsupported)
+func (b *IPTables) Start(context.Context, Notify) error {
+	return fmt.Errorf("%s: %w", iptBackend, ErrUnsupported)
 }
 
-// Delete fails: iptables exists only on Linux.
-func (b *IPTables) Delete(_ context.Context, r Rule) error {
-	return ruleErr("iptables", "delete", r, ErrUnsupported)
+// Apply fails: iptables exists only on Linux.
+func (b *IPTables) Apply(_ context.Context, doors []Door) []error {
+	errs := make([]error, len(doors))
+	for i, d := range doors {
+		errs[i] = doorErr(iptBackend, d, ErrUnsupported)
+	}
+	return errs
 }
 
 // Close does nothing: nothing was ever added.
 func (b *IPTables) Close(context.Context) error { return nil }
-
-// ConnLimit reports whether broad rules use connlimit (never here).
-func (b *IPTables) ConnLimit() bool { return false }

@@ -321,9 +321,8 @@ func (n *testNet) dropAllIPT(t *testing.T, markLine bool) {
 
 // backend is what the daemon consumes; every backend must satisfy it.
 type backend interface {
-	Start(context.Context) error
-	Add(context.Context, Rule) error
-	Delete(context.Context, Rule) error
+	Start(context.Context, Notify) error
+	Apply(context.Context, []Door) []error
 	Close(context.Context) error
 }
 
@@ -348,52 +347,165 @@ func (n *testNet) must(t *testing.T, what string, fn func(context.Context) error
 	}
 }
 
-// doorScenario is the life of doors, common to all backends:
-// closed before, broad door (one connection if oneConn), narrow door for one
-// source port, closed after; then Close. openAfterClose: the port is open
-// once the backend is gone (the backend closed it itself, NFTConfig.Protect).
-func doorScenario(t *testing.T, n *testNet, b backend, v6, oneConn, openAfterClose bool) {
+// reports collects what a started backend reports.
+type reports struct {
+	claims chan Claim
+	mu     sync.Mutex
+	faults []Fault
+}
+
+func newReports() *reports { return &reports{claims: make(chan Claim, 1024)} }
+
+func (r *reports) notify() Notify {
+	return Notify{
+		Claim: func(c Claim) { r.claims <- c },
+		Fault: func(f Fault) { r.mu.Lock(); r.faults = append(r.faults, f); r.mu.Unlock() },
+	}
+}
+
+// nextClaim waits for the next claim report.
+func (r *reports) nextClaim(t *testing.T, within time.Duration) Claim {
 	t.Helper()
-	src, dst, iface := n.cli4, n.srv4, serverIf
+	select {
+	case c := <-r.claims:
+		return c
+	case <-time.After(within):
+		t.Fatalf("no claim reported within %v", within)
+		return Claim{}
+	}
+}
+
+// noClaim asserts that no (further) claim is reported for a while.
+func (r *reports) noClaim(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case c := <-r.claims:
+		t.Fatalf("unexpected claim: %+v", c)
+	case <-time.After(within):
+	}
+}
+
+func (r *reports) repaired() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.faults {
+		if f.Repaired {
+			return true
+		}
+	}
+	return false
+}
+
+// start starts b in the server namespace and returns its reports.
+func (n *testNet) start(t *testing.T, b backend) *reports {
+	t.Helper()
+	r := newReports()
+	n.must(t, "Start", func(ctx context.Context) error { return b.Start(ctx, r.notify()) })
+	t.Cleanup(func() { _ = n.do(b.Close) })
+	return r
+}
+
+// apply applies doors in the server namespace and fails on any error.
+func (n *testNet) apply(t *testing.T, b backend, doors ...Door) {
+	t.Helper()
+	var errs []error
+	n.must(t, "Apply", func(ctx context.Context) error {
+		errs = b.Apply(ctx, doors)
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+// door returns door id from src to dst:testPort in state s, armed for waitFor.
+func door(id uint64, src, dst netip.Addr, s DoorState, sport uint16, waitFor time.Duration) Door {
+	return Door{ID: id, Src: src, Dst: dst, Port: testPort, SrcPort: sport, State: s, Expires: time.Now().Add(waitFor)}
+}
+
+// dialMany starts connections from ports at the same moment and returns the
+// ports that got in (their connections are closed at the end of the test).
+func (n *testNet) dialMany(t *testing.T, src, dst netip.Addr, ports []uint16) []uint16 {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var in []uint16
+	start := make(chan struct{})
+	for _, p := range ports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := n.dial(src, p, dst, dialRefuse+dialOK/2)
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			mu.Lock()
+			in = append(in, p)
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return in
+}
+
+// addrs returns the client and server address of the family.
+func (n *testNet) addrs(v6 bool) (src, dst netip.Addr) {
 	if v6 {
-		src, dst, iface = n.cli6, n.srv6, "any"
+		return n.cli6, n.srv6
 	}
-	broad := Rule{Iface: iface, Src: src, Dst: dst, DstPort: testPort}
+	return n.cli4, n.srv4
+}
 
-	n.must(t, "Start", b.Start)
-	n.mustNotConnect(t, src, n.port(), dst, "before Add")
+// doorScenario is the life of doors, common to all backends: closed
+// before; armed, of two simultaneous connections exactly one gets in and
+// is the one reported as the claim; a third is refused; claimed and narrow,
+// only the claimed connection passes; closed, nothing passes; an armed door
+// nobody claims is forgotten by the kernel by its expiry; Close leaves
+// nothing. openAfterClose: the port is open once the backend is gone (the
+// backend closed it itself, NFTConfig.Protect).
+func doorScenario(t *testing.T, n *testNet, b backend, v6, openAfterClose bool) {
+	t.Helper()
+	src, dst := n.addrs(v6)
+	r := n.start(t, b)
+	n.mustNotConnect(t, src, n.port(), dst, "before any door")
 
-	n.must(t, "Add broad", func(ctx context.Context) error { return b.Add(ctx, broad) })
-	got := n.dialPair(t, src, dst)
-	switch {
-	case oneConn && got != 1:
-		t.Fatalf("broad door let %d of two simultaneous connections in, want exactly 1", got)
-	case !oneConn && got == 0:
-		t.Fatalf("broad door let no connection in")
+	d := door(1, src, dst, DoorArmed, 0, 10*time.Second)
+	d.Iface = serverIf
+	n.apply(t, b, d)
+	in := n.dialMany(t, src, dst, []uint16{n.port(), n.port()})
+	if len(in) != 1 {
+		t.Fatalf("armed door let %d of two simultaneous connections in, want exactly 1 (CLASSIC-6.2)", len(in))
 	}
-	t.Logf("broad door: %d of 2 simultaneous connections got in", got)
-	if oneConn {
-		n.mustNotConnect(t, src, n.port(), dst, "second connection through a used broad door")
-	} else {
-		n.mustConnect(t, src, n.port(), dst, "broad door without a one-connection limit")
+	c := r.nextClaim(t, 2*time.Second)
+	if c.SrcPort != in[0] || c.Src != src || c.Dst != dst || c.Port != testPort {
+		t.Fatalf("claim %+v, but the connection that got in came from port %d", c, in[0])
 	}
-
-	sport := n.port()
-	narrow := broad
-	narrow.SrcPort = sport
-	n.must(t, "Add narrow", func(ctx context.Context) error { return b.Add(ctx, narrow) })
-	n.must(t, "Delete broad", func(ctx context.Context) error { return b.Delete(ctx, broad) })
-	if err := n.do(func(ctx context.Context) error { return b.Delete(ctx, broad) }); !errors.Is(err, ErrUnknownRule) {
-		t.Fatalf("second Delete of the broad rule: got %v, want ErrUnknownRule", err)
-	}
+	n.mustNotConnect(t, src, n.port(), dst, "second connection through a claimed door")
+	d.State, d.SrcPort = DoorClaimed, c.SrcPort
+	n.apply(t, b, d)
+	n.mustNotConnect(t, src, n.port(), dst, "other source port through a claimed door")
+	d.State = DoorNarrow
+	n.apply(t, b, d)
 	n.mustNotConnect(t, src, n.port(), dst, "other source port through a narrow door")
-	n.mustConnect(t, src, sport, dst, "narrow door, its own source port")
+	d.State = DoorClosed
+	n.apply(t, b, d)
+	n.apply(t, b, d) // closing twice is fine
+	n.mustNotConnect(t, src, n.port(), dst, "after the door closed")
 
-	n.must(t, "Delete narrow", func(ctx context.Context) error { return b.Delete(ctx, narrow) })
-	n.mustNotConnect(t, src, n.port(), dst, "after Delete")
+	// Nobody comes: the kernel forgets the door by itself.
+	e := door(2, src, dst, DoorArmed, 0, 700*time.Millisecond)
+	n.apply(t, b, e)
+	time.Sleep(900 * time.Millisecond)
+	n.mustNotConnect(t, src, n.port(), dst, "after the armed door expired, without the daemon (CLASSIC-6.3)")
+	r.noClaim(t, 10*time.Millisecond)
+	e.State = DoorClosed
+	n.apply(t, b, e)
 
-	// A rule left open at Close must go too.
-	n.must(t, "Add broad again", func(ctx context.Context) error { return b.Add(ctx, broad) })
+	// A door left open at Close must go too.
+	n.apply(t, b, door(3, src, dst, DoorArmed, 0, 10*time.Second))
 	n.must(t, "Close", b.Close)
 	n.must(t, "Close again", b.Close)
 	if l := n.leftovers(t, true); l != "" {
@@ -406,27 +518,24 @@ func doorScenario(t *testing.T, n *testNet, b backend, v6, oneConn, openAfterClo
 	}
 }
 
-// crashScenario: a backend adds doors and "dies" (no Close); a new instance's
-// Start must remove them.
+// crashScenario: a backend arms doors and "dies" (no Close); a new
+// instance's Start must remove them (CLASSIC-6.9).
 func crashScenario(t *testing.T, n *testNet, newBackend func() backend, v6 bool) {
 	t.Helper()
-	src, dst := n.cli4, n.srv4
-	if v6 {
-		src, dst = n.cli6, n.srv6
-	}
+	src, dst := n.addrs(v6)
 	dead := newBackend()
-	n.must(t, "Start", dead.Start)
-	for _, sport := range []uint16{0, 1234} {
-		r := Rule{Iface: serverIf, Src: src, SrcPort: sport, Dst: dst, DstPort: testPort}
-		n.must(t, "Add", func(ctx context.Context) error { return dead.Add(ctx, r) })
-	}
+	n.must(t, "Start", func(ctx context.Context) error { return dead.Start(ctx, Notify{}) })
+	n.apply(t, dead, door(1, src, dst, DoorArmed, 0, time.Minute), Door{ID: 2, Src: src, Dst: dst, Port: testPort + 1, SrcPort: 1234, State: DoorArmed, Expires: time.Now().Add(time.Minute)})
 	if n.leftovers(t, false) == "" {
-		t.Fatal("leftovers() sees no door rules while they are in place: the check is blind")
+		t.Fatal("leftovers() sees no doors while they are in place: the check is blind")
 	}
+	// The dead instance's routines still run in this process; a real crash
+	// has none. Stopping them without Close keeps its table in place.
+	abandon(dead)
 	next := newBackend()
-	n.must(t, "Start of the next instance", next.Start)
+	n.start(t, next)
 	if l := n.leftovers(t, false); l != "" {
-		t.Fatalf("door rules left after restart:\n%s", l)
+		t.Fatalf("doors left after restart:\n%s", l)
 	}
 	n.mustNotConnect(t, src, n.port(), dst, "after restart")
 	n.must(t, "Close", next.Close)
@@ -436,8 +545,8 @@ func crashScenario(t *testing.T, n *testNet, newBackend func() backend, v6 bool)
 }
 
 // leftovers returns the lines of the server's whole ruleset (nftables, which
-// also shows iptables-nft rules) that mention a client address, i.e. door
-// rules of any backend, and with all=true also anything named doorman (our
+// also shows iptables-nft rules) that mention a client address, i.e. doors
+// of any backend, and with all=true also anything named doorman (our
 // table, chain, comments, sets).
 func (n *testNet) leftovers(t *testing.T, all bool) string {
 	t.Helper()

@@ -3,139 +3,145 @@
 package firewall
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/vishvananda/netns"
+	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
+// Names of the table's objects.
 const (
-	nftBackend      = "nftables"
-	nftDoorChain    = "input"   // priority mangle: marks door packets
-	nftProtectChain = "protect" // priority filter: drops unmarked packets to Protect ports
-	nftSilenceChain = "silence" // priority filter: drops datagrams to the knock port
+	nftDoorChain    = "doors"   // hook input, priority mangle: marks door traffic, claims doors
+	nftProtectChain = "protect" // hook input, priority filter: drops unmarked SYNs to Protect ports
+	nftSilenceChain = "silence" // hook prerouting, before defragmentation: drops knock datagrams
 	nftProtectSet   = "protected"
-	nftProtectSetID = 1 // batch-local id; door sets use ids derived from rule ids (> 1)
 )
 
-// TCP header: the flags byte and the two flags that mark a connection opening.
+// Priorities of the table's base chains. The silence chain runs before IP
+// defragmentation (-400) so that a fragment of a knock is dropped before the
+// kernel could time out its reassembly and answer with an ICMP error.
 const (
-	tcpFlagsOffset = 13
-	tcpSYN         = 0x02
-	tcpACK         = 0x10
+	nftSilencePriority = -450
+	nftDoorPriority    = -150 // mangle
 )
 
-// reg is the nftables register all our expressions work in (NFT_REG_1, 16 bytes
-// wide, enough for an IPv6 address).
-const reg = 1
+// claimTTL is how long a claim element blocks rival SYNs: longer than any
+// waitfor (the configuration allows at most an hour), since an armed door's
+// element can live that long after the claim.
+const claimTTL = time.Hour + time.Minute
 
-func (n *NFTables) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
-	switch {
-	case n.cfg.NetNS != 0:
-		opts = append(opts, nftables.WithNetNSFd(n.cfg.NetNS))
-	case n.ns != 0:
-		opts = append(opts, nftables.WithNetNSFd(n.ns))
-	}
-	return nftables.New(opts...)
+// nftRcvBuf is the receive buffer of the netlink socket: a batch's
+// acknowledgements must fit (the kernel counts each at about a kilobyte).
+const nftRcvBuf = 4 << 20
+
+// applyChunk bounds the doors changed in one netlink batch: a batch is one
+// sendmsg, which must fit the socket's send buffer (about 200 KiB).
+const applyChunk = 512
+
+// nftState is what a started backend holds in the kernel and in user space.
+type nftState struct {
+	conn   *nftables.Conn // lasting: bound to the network namespace Start ran in
+	table  *nftables.Table
+	sets   map[string]*nftables.Set
+	nflog  *nflogConn
+	stop   chan struct{}
+	done   chan struct{}
+	recon  chan struct{} // asks the upkeep routine to reconcile now
+	family [2]nftFamily
 }
 
-func (n *NFTables) table() *nftables.Table {
-	return &nftables.Table{Name: n.cfg.Table, Family: nftables.TableFamilyINet}
-}
-
-func (n *NFTables) doorChain() *nftables.Chain {
-	return &nftables.Chain{Name: nftDoorChain, Table: n.table()}
-}
-
-// Start removes a table left behind by an earlier run and creates a fresh one,
-// in one batch: "add table" (a no-op if it exists) makes the following
-// "delete table" safe when there is nothing to delete.
-func (n *NFTables) Start(ctx context.Context) error {
+// Start removes a table of its name left by an earlier run and creates a
+// fresh one, in one batch (CLASSIC-6.9), binds the log group on which the
+// kernel reports claims, and starts the upkeep routine. Everything is bound
+// to the calling thread's network namespace, once: nothing later switches
+// namespaces.
+func (n *NFTables) Start(ctx context.Context, notify Notify) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: start: %w", nftBackend, err)
 	}
-	n.life.Lock()
-	defer n.life.Unlock()
-	c, err := n.conn()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started {
+		return fmt.Errorf("%s: start: already started", nftBackend)
+	}
+	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		// Room for the acknowledgements of a large batch.
+		return c.SetReadBuffer(nftRcvBuf)
+	}))
 	if err != nil {
+		return fmt.Errorf("%s: start: netlink: %w", nftBackend, err)
+	}
+	st := &nftState{conn: conn, stop: make(chan struct{}), done: make(chan struct{}), recon: make(chan struct{}, 1)}
+	// The log group first: if another process reads it, the table must not
+	// be replaced (it may be another doormand's).
+	if st.nflog, err = openNFLog(n.cfg.LogGroup); err != nil {
+		conn.CloseLasting()
 		return fmt.Errorf("%s: start: %w", nftBackend, err)
 	}
-	t := n.table()
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	accept := nftables.ChainPolicyAccept
-	c.AddChain(&nftables.Chain{
-		Name: nftDoorChain, Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityMangle, Policy: &accept,
-	})
-	if n.cfg.KnockPort != 0 {
-		n.addSilence(c, t)
-	}
-	if len(n.cfg.Protect) > 0 {
-		if err := n.addProtect(c, t); err != nil {
-			return fmt.Errorf("%s: start: %w", nftBackend, err)
-		}
-	}
-	if err := c.Flush(); err != nil {
+	if err := n.createTable(st); err != nil {
+		st.nflog.close()
+		conn.CloseLasting()
 		return fmt.Errorf("%s: start: create table inet %s: %w", nftBackend, n.cfg.Table, err)
 	}
-	if err := n.syncHandle(c); err != nil {
-		return fmt.Errorf("%s: start: read handles of table inet %s: %w", nftBackend, n.cfg.Table, err)
-	}
-	n.mu.Lock()
-	n.live.reset()
-	n.mu.Unlock()
-	if n.delStop == nil {
-		// The batcher runs on threads of its own: pin it to the namespace
-		// Start ran in (which tests switch per thread).
-		if n.cfg.NetNS == 0 {
-			h, err := netns.Get()
-			if err != nil {
-				return fmt.Errorf("%s: start: %w", nftBackend, err)
-			}
-			n.ns = int(h)
-		}
-		n.delq, n.delStop, n.delDone = make(chan nftDelete), make(chan struct{}), make(chan struct{})
-		go n.routineDeleteBatches(n.delq, n.delStop, n.delDone)
-	}
+	n.state = st
+	n.doors = map[uint64]*nftDoor{}
+	n.armed = map[key]uint64{}
+	n.claimed = map[key]uint64{}
+	n.blocked = map[key]Door{}
+	n.notify = notify
 	n.started = true
-	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark), "protect", n.cfg.Protect)
+	go n.routineClaims(st)
+	go n.routineUpkeep(st)
+	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark),
+		"log_group", n.cfg.LogGroup, "protect", n.cfg.Protect, "guard", n.cfg.Guard)
 	return nil
 }
 
-// addSilence queues a chain that drops every datagram to the knock port:
-//
-//	meta l4proto udp udp dport KNOCK drop
-//
-// Capture sees a knock before netfilter does, so this costs nothing, and it
-// keeps the kernel from answering knocks with ICMP port-unreachable, which
-// would reveal the host (CLASSIC-4.2/2).
-func (n *NFTables) addSilence(c *nftables.Conn, t *nftables.Table) {
+// createTable deletes any table of the configured name and creates the
+// table with its sets, chains and rules, in one batch.
+func (n *NFTables) createTable(st *nftState) error {
+	c := st.conn
+	t := &nftables.Table{Name: n.cfg.Table, Family: nftables.TableFamilyINet}
+	c.AddTable(t) // so that the delete cannot fail when there is none
+	c.DelTable(t)
+	c.AddTable(t)
+	st.table = t
+	st.sets = map[string]*nftables.Set{}
+	st.family = [2]nftFamily{ipv4Family(), ipv6Family()}
+	for _, f := range st.family {
+		for _, s := range f.sets(t, n.cfg) {
+			if err := c.AddSet(s, nil); err != nil {
+				return err
+			}
+			st.sets[s.Name] = s
+		}
+	}
 	accept := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{
-		Name: nftSilenceChain, Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	doors := c.AddChain(&nftables.Chain{
+		Name: nftDoorChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftDoorPriority), Policy: &accept,
 	})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: comment("doorman knock port"), Exprs: []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_UDP}},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.BigEndian.PutUint16(n.cfg.KnockPort)},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}})
+	for _, f := range st.family {
+		for _, r := range f.doorRules(n.cfg, st.sets) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: doors, Exprs: r.exprs, UserData: comment(r.comment)})
+		}
+	}
+	if n.cfg.KnockPort != 0 {
+		n.addKnockRules(c, t, doors)
+	}
+	if len(n.cfg.Protect) > 0 {
+		if err := n.addProtect(c, t); err != nil {
+			return err
+		}
+	}
+	return c.Flush()
 }
 
 // addProtect queues the chain that closes the Protect ports:
@@ -150,9 +156,9 @@ func (n *NFTables) addSilence(c *nftables.Conn, t *nftables.Table) {
 // doorman starts, so connections that already exist (the admin's own SSH
 // session) are picked up mid-stream as "new" and cut. This rule needs no
 // conntrack at all, keeps those sessions, and keeps door connections alive
-// across a daemon restart (which recreates the table without their narrow
-// rules). A remaining theoretical gap: a SYN-cookie ACK is accepted only after
-// the listener's SYN queue overflowed, which unmarked SYNs cannot cause.
+// across a daemon restart. A remaining theoretical gap: a SYN-cookie ACK is
+// accepted only after the listener's SYN queue overflowed, which unmarked
+// SYNs cannot cause.
 func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
 	ports := slices.Clone(n.cfg.Protect)
 	slices.Sort(ports)
@@ -162,9 +168,9 @@ func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
 		if p == 0 {
 			return fmt.Errorf("%w: protect port 0", ErrInvalidRule)
 		}
-		elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+		elems = append(elems, nftables.SetElement{Key: be16pad(p)[:2]})
 	}
-	set := &nftables.Set{Table: t, ID: nftProtectSetID, Name: nftProtectSet, Constant: true, KeyType: nftables.TypeInetService}
+	set := &nftables.Set{Table: t, Name: nftProtectSet, Constant: true, KeyType: nftables.TypeInetService}
 	if err := c.AddSet(set, elems); err != nil {
 		return err
 	}
@@ -175,428 +181,375 @@ func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
 		Name: nftProtectChain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	exprs := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: reg, SetName: set.Name, SetID: set.ID},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
-		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{tcpSYN | tcpACK}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{tcpSYN}},
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
-		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(n.cfg.Mark),
-			Xor:  binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(n.cfg.Mark)},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: comment("doorman protect")})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: protectExprs(set, n.cfg.Mark), UserData: comment("doorman protect")})
 	return nil
 }
 
-// Add adds the rule and, for a broad rule, its one-element set, in one batch.
-//
-// Deleting a rule needs its kernel handle, and v0.3.0 of the library drops
-// the kernel's echo that carries it. Reading the chain back after every add
-// costs time in proportion to the open doors, so the handle is predicted
-// instead: the kernel numbers a table's chains, sets and rules from one
-// counter, and doorman is the table's only writer, so with Adds serialised
-// the next handles are known. Each rule also carries a unique comment
-// (userdata); if a prediction is ever wrong, Delete finds the rule by it.
-func (n *NFTables) Add(ctx context.Context, r Rule) error {
-	return ruleErr(nftBackend, "add", r, n.add(ctx, r))
+// addKnockRules queues what keeps the knock port silent (CLASSIC-4.2/2,
+// 4.3). Capture sees a datagram before netfilter does, so dropping costs
+// the capture nothing; with a knock socket the datagrams are marked instead
+// (the admin's mark line then lets them reach the socket) and only first
+// fragments are dropped, so no reassembled datagram reaches it either.
+func (n *NFTables) addKnockRules(c *nftables.Conn, t *nftables.Table, doors *nftables.Chain) {
+	accept := nftables.ChainPolicyAccept
+	silence := c.AddChain(&nftables.Chain{
+		Name: nftSilenceChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(nftSilencePriority), Policy: &accept,
+	})
+	if !n.cfg.KnockSocket {
+		c.AddRule(&nftables.Rule{Table: t, Chain: silence, Exprs: knockDropExprs(n.cfg.KnockPort), UserData: comment("doorman knock port")})
+		return
+	}
+	for _, e := range knockFragmentExprs(n.cfg.KnockPort) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: silence, Exprs: e, UserData: comment("doorman knock fragments")})
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: doors, Exprs: knockMarkExprs(n.cfg.KnockPort, n.cfg.Mark), UserData: comment("doorman knock socket")})
 }
 
-func (n *NFTables) add(ctx context.Context, r Rule) error {
-	if err := r.validate(); err != nil {
-		return err
-	}
+// Apply brings each door to its State and returns one error per door (nil
+// for success), in order. Changes are made in batches of set elements,
+// each atomic in the kernel; when a batch fails, its doors are retried one
+// by one so that one bad door does not fail the others, and an element that
+// is already gone (an armed door the kernel expired) counts as removed.
+// A door that failed is left as it was before the call.
+func (n *NFTables) Apply(ctx context.Context, doors []Door) []error {
+	errs := make([]error, len(doors))
 	if err := ctx.Err(); err != nil {
-		return err
+		for i, d := range doors {
+			errs[i] = doorErr(nftBackend, d, err)
+		}
+		return errs
 	}
-	n.life.RLock()
-	defer n.life.RUnlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if !n.started {
-		return ErrNotStarted
+		for i, d := range doors {
+			errs[i] = doorErr(nftBackend, d, ErrNotStarted)
+		}
+		return errs
 	}
-	// Group commit: a burst of knocks (many doors opening at once) shares
-	// netlink batches. Whoever holds addMu commits everything queued so
-	// far, its own request or not; a lone Add waits for nothing.
-	req := &nftAdd{r: r, done: make(chan error, 1)}
-	n.mu.Lock()
-	n.nextID++
-	req.id = n.nextID
-	n.pendingAdds = append(n.pendingAdds, req)
-	n.mu.Unlock()
-	n.addMu.Lock()
-	n.mu.Lock()
-	batch := n.pendingAdds
-	n.pendingAdds = nil
-	n.mu.Unlock()
-	if len(batch) > 0 {
-		n.commitAdds(batch)
+	for lo := 0; lo < len(doors); lo += applyChunk {
+		hi := min(lo+applyChunk, len(doors))
+		// The clock is read per batch: an element's timeout counts from
+		// when the kernel gets it.
+		n.applyLocked(doors[lo:hi], errs[lo:hi], time.Now())
 	}
-	n.addMu.Unlock()
-	return <-req.done
+	return errs
 }
 
-// commitAdds adds batch in one netlink batch, with predicted handles, and
-// reports to each request. A batch is all or nothing, so if it fails each
-// request is tried alone to find the culprit. Called with addMu held.
-func (n *NFTables) commitAdds(batch []*nftAdd) {
-	c, err := n.conn()
-	if err != nil {
-		for _, req := range batch {
-			req.done <- err
-		}
-		return
-	}
-	t := n.table()
-	handle := n.nextHandle
-	entries := make([]nftEntry, 0, len(batch))
-	queued := make([]*nftAdd, 0, len(batch))
-	for _, req := range batch {
-		var set *nftables.Set
-		e := nftEntry{tag: comment("doorman#" + strconv.FormatUint(req.id, 10))}
-		if req.r.Broad() {
-			set = &nftables.Set{
-				Table: t, ID: uint32(req.id%(1<<31)) + nftProtectSetID + 1, Name: "door_" + strconv.FormatUint(req.id, 10),
-				KeyType: nftables.TypeInetService, Dynamic: true, Size: 1,
-			}
-			if err := c.AddSet(set, nil); err != nil {
-				req.done <- err
-				continue
-			}
-			e.set = set.Name
-			handle++
-		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: n.doorExprs(req.r, set), UserData: e.tag})
-		e.handle = handle
-		handle++
-		entries = append(entries, e)
-		queued = append(queued, req)
-	}
-	if len(queued) == 0 {
-		return
-	}
-	if err := c.Flush(); err != nil {
-		// An aborted batch may still have used up handles.
-		if serr := n.syncHandle(c); serr != nil {
-			n.log.Warn("cannot re-read handles", "err", serr)
-		}
-		if len(queued) == 1 {
-			queued[0].done <- err
-			return
-		}
-		for _, req := range queued {
-			n.commitAdds([]*nftAdd{req})
-		}
-		return
-	}
-	n.nextHandle = handle
-	n.mu.Lock()
-	for i, req := range queued {
-		n.live.push(req.r, entries[i])
-	}
-	n.mu.Unlock()
-	for _, req := range queued {
-		req.done <- nil
-	}
+// nftOp is one set-element change of a door's plan.
+type nftOp struct {
+	del     bool
+	set     string
+	key     []byte
+	timeout time.Duration
 }
 
-// syncHandle learns the table's next handle: it adds a probe rule, reads
-// the handle the kernel gave it, and deletes it. Called with addMu held, or
-// before any Add.
-func (n *NFTables) syncHandle(c *nftables.Conn) error {
-	t := n.table()
-	tag := comment("doorman handle probe")
-	c.AddRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Exprs: []expr.Any{&expr.Counter{}}, UserData: tag})
-	if err := c.Flush(); err != nil {
-		return err
-	}
-	rules, err := c.GetRules(t, n.doorChain())
-	if err != nil {
-		return err
-	}
-	for _, r := range rules {
-		if bytes.Equal(r.UserData, tag) {
-			if err := c.DelRule(r); err != nil {
-				return err
-			}
-			if err := c.Flush(); err != nil {
-				return err
-			}
-			n.nextHandle = r.Handle + 1
-			return nil
-		}
-	}
-	return errors.New("probe rule not found")
+// nftPlan is what one door's change needs from the kernel and what the
+// backend records once it is done.
+type nftPlan struct {
+	want      Door
+	ops       []nftOp
+	after     nftDoor
+	forget    bool // the door is closed: drop its record
+	armKey    bool // the door now holds armed[key]
+	unarmKey  bool // the door gives up armed[key]
+	unclaim   bool // the claim element for key is gone
+	keyOfDoor key
 }
 
-// checkHandles makes sure every predicted handle in batch is the rule
-// with its comment (one read of the chain per batch, off the knock path),
-// so a wrong prediction can never delete another door's rule.
-func (n *NFTables) checkHandles(batch []nftDelete) {
-	c, err := n.conn()
-	if err != nil {
-		return
-	}
-	rules, err := c.GetRules(n.table(), n.doorChain())
-	if err != nil {
-		return // the delete itself will report trouble
-	}
-	byHandle := make(map[uint64][]byte, len(rules))
-	byTag := make(map[string]uint64, len(rules))
-	for _, r := range rules {
-		byHandle[r.Handle] = r.UserData
-		byTag[string(r.UserData)] = r.Handle
-	}
-	for i := range batch {
-		e := &batch[i].e
-		if bytes.Equal(byHandle[e.handle], e.tag) {
+func (n *NFTables) applyLocked(doors []Door, errs []error, now time.Time) {
+	plans := make([]*nftPlan, len(doors))
+	c := n.state.conn
+	queued := 0
+	for i, d := range doors {
+		p, err := n.planLocked(d, now)
+		if err != nil {
+			errs[i] = doorErr(nftBackend, d, err)
 			continue
 		}
-		if h, ok := byTag[string(e.tag)]; ok {
-			n.log.Warn("rule handle was mispredicted; using the one its comment names", "predicted", e.handle, "actual", h)
-			e.handle = h
-		}
+		plans[i] = p
+		queued += len(p.ops)
+		n.queueOps(c, p.ops)
 	}
-}
-
-// findHandle looks a rule up by its comment, for when a predicted handle
-// turned out wrong.
-func (n *NFTables) findHandle(tag []byte) (uint64, error) {
-	c, err := n.conn()
-	if err != nil {
-		return 0, err
-	}
-	rules, err := c.GetRules(n.table(), n.doorChain())
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range rules {
-		if bytes.Equal(r.UserData, tag) {
-			return r.Handle, nil
-		}
-	}
-	return 0, errors.New("rule not found in the chain")
-}
-
-// doorExprs builds
-//
-//	[iifname IF] ip[6] saddr SRC ip[6] daddr DST tcp [sport SPORT] dport DPORT
-//	[add @door_N { tcp sport }] meta mark set meta mark | MARK accept
-//
-// For a broad rule the dynamic set of size 1 takes the first SYN's source
-// port; the kernel refuses a second element (the expression breaks), so only
-// that one connection is marked. The accept ends this chain only (the
-// admin's chains still run and let the mark through): without it one SYN
-// would go on to claim the sets of every other door for the same address
-// and port, and those doors would admit nothing (CLASSIC-6.7).
-func (n *NFTables) doorExprs(r Rule, set *nftables.Set) []expr.Any {
-	var exprs []expr.Any
-	if r.matchesIface() {
-		name := make([]byte, ifNameSize)
-		copy(name, r.Iface)
-		exprs = append(exprs,
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: name})
-	}
-	src, dst := r.src(), r.dst()
-	proto, srcOff, dstOff := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16)
-	if !r.is4() {
-		proto, srcOff, dstOff = unix.NFPROTO_IPV6, 8, 24
-	}
-	exprs = append(exprs,
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{proto}},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: uint32(src.BitLen() / 8)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: src.AsSlice()},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: dstOff, Len: uint32(dst.BitLen() / 8)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: dst.AsSlice()},
-	)
-	if !r.Broad() {
-		exprs = append(exprs,
-			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binary.BigEndian.AppendUint16(nil, r.SrcPort)})
-	}
-	exprs = append(exprs,
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binary.BigEndian.AppendUint16(nil, r.DstPort)})
-	if set != nil {
-		exprs = append(exprs,
-			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-			&expr.Dynset{SrcRegKey: reg, SetName: set.Name, SetID: set.ID, Operation: unix.NFT_DYNSET_OP_ADD})
-	}
-	return append(exprs,
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
-		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(^n.cfg.Mark),
-			Xor:  binaryutil.NativeEndian.PutUint32(n.cfg.Mark)},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg},
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	)
-}
-
-// Delete removes the rule and its set in one batch.
-func (n *NFTables) Delete(ctx context.Context, r Rule) error {
-	return ruleErr(nftBackend, "delete", r, n.delete(ctx, r))
-}
-
-func (n *NFTables) delete(ctx context.Context, r Rule) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.life.RLock()
-	defer n.life.RUnlock()
-	if !n.started {
-		return ErrNotStarted
-	}
-	// Take the entry out while the kernel works, and put it back if it
-	// fails, so no lock is held across the (slow) deletion.
-	n.mu.Lock()
-	e, ok := n.live.peek(r)
-	if ok {
-		n.live.pop(r)
-	}
-	n.mu.Unlock()
-	if !ok {
-		return ErrUnknownRule
-	}
-	req := nftDelete{e: e, done: make(chan error, 1)}
-	n.delq <- req
-	if err := <-req.done; err != nil {
-		n.mu.Lock()
-		n.live.push(r, e)
-		n.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
-// nftDeleteWindow is how long the deleter gathers deletions into one batch.
-// Every commit that deletes a rule or set makes the kernel wait for an RCU
-// grace period (about 10 ms here) while holding the nftables commit lock, so
-// every other door's Add waits too. One batch per window bounds those stalls
-// however many doors close; the price is that a rule lingers up to this long
-// after its door closed (harmless: a broad rule is one-shot by then, and a
-// narrow rule's connection is over).
-const nftDeleteWindow = 100 * time.Millisecond
-
-// routineDeleteBatches commits queued deletions, a batch per window, until
-// stop is closed and the queue is empty.
-func (n *NFTables) routineDeleteBatches(delq chan nftDelete, stop, done chan struct{}) {
-	defer close(done)
-	for {
-		var batch []nftDelete
-		select {
-		case req := <-delq:
-			batch = append(batch, req)
-		case <-stop:
-			return
-		}
-		timer := time.NewTimer(nftDeleteWindow)
-	gather:
-		for {
-			select {
-			case req := <-delq:
-				batch = append(batch, req)
-			case <-timer.C:
-				break gather
-			case <-stop:
-				timer.Stop()
-				break gather
-			}
-		}
-		n.checkHandles(batch)
-		entries := make([]nftEntry, len(batch))
-		for i, req := range batch {
-			entries[i] = req.e
-		}
-		if err := n.deleteEntries(entries...); err == nil {
-			for _, req := range batch {
-				req.done <- err
-			}
-			continue
-		}
-		// A batch is all or nothing: find the culprit one by one, and
-		// look up the handle of any rule whose predicted one was wrong.
-		for _, req := range batch {
-			err := n.deleteEntries(req.e)
-			if err != nil {
-				if h, ferr := n.findHandle(req.e.tag); ferr == nil && h != req.e.handle {
-					n.log.Warn("rule handle was mispredicted; deleting by its comment", "predicted", req.e.handle, "actual", h)
-					req.e.handle = h
-					err = n.deleteEntries(req.e)
+	if queued > 0 {
+		if err := c.Flush(); err != nil {
+			// All or nothing: find the culprits one door at a time.
+			for i, p := range plans {
+				if p != nil {
+					if err := n.runOpsTolerant(p.ops); err != nil {
+						errs[i] = doorErr(nftBackend, p.want, err)
+						plans[i] = nil
+					}
 				}
 			}
-			req.done <- err
+		}
+	}
+	for _, p := range plans {
+		if p != nil {
+			n.commitPlanLocked(p)
 		}
 	}
 }
 
-func (n *NFTables) deleteEntries(es ...nftEntry) error {
-	c, err := n.conn()
-	if err != nil {
-		return err
+// runOpsTolerant runs one door's ops in one batch, and if that fails, one
+// op at a time, taking "no such element" on a delete as done.
+func (n *NFTables) runOpsTolerant(ops []nftOp) error {
+	c := n.state.conn
+	n.queueOps(c, ops)
+	if err := c.Flush(); err == nil {
+		return nil
 	}
-	t := n.table()
-	for _, e := range es {
-		if err := c.DelRule(&nftables.Rule{Table: t, Chain: n.doorChain(), Handle: e.handle}); err != nil {
-			return err
-		}
-		if e.set != "" {
-			c.DelSet(&nftables.Set{Table: t, Name: e.set})
+	for _, op := range ops {
+		n.queueOps(c, []nftOp{op})
+		if err := c.Flush(); err != nil && !(op.del && errors.Is(err, unix.ENOENT)) {
+			return fmt.Errorf("%s element of set %s: %w", map[bool]string{true: "delete", false: "add"}[op.del], op.set, err)
 		}
 	}
-	return c.Flush()
+	return nil
 }
 
-// Close deletes the table with everything in it. It is idempotent (the same
-// add-then-delete batch as Start).
+// queueOps queues ops as one message per set and kind: every deletion
+// first, then every addition (an element one door gives up may be the one
+// the next door of the same key arms). A message is all or nothing.
+func (n *NFTables) queueOps(c *nftables.Conn, ops []nftOp) {
+	for _, del := range []bool{true, false} {
+		bySet := map[string][]nftables.SetElement{}
+		var order []string
+		for _, op := range ops {
+			if op.del != del {
+				continue
+			}
+			if _, ok := bySet[op.set]; !ok {
+				order = append(order, op.set)
+			}
+			bySet[op.set] = append(bySet[op.set], nftables.SetElement{Key: op.key, Timeout: op.timeout})
+		}
+		for _, name := range order {
+			s := n.state.sets[name]
+			var err error
+			if del {
+				err = c.SetDeleteElements(s, bySet[name])
+			} else {
+				err = c.SetAddElements(s, bySet[name])
+			}
+			if err != nil {
+				// Only a malformed element fails here; Flush reports it.
+				n.log.Error("cannot encode set elements", "set", name, "err", err)
+			}
+		}
+	}
+}
+
+// planLocked works out the element changes that take door d from what the
+// backend holds for it to d.State.
+func (n *NFTables) planLocked(d Door, now time.Time) (*nftPlan, error) {
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	rec := n.doors[d.ID]
+	var have Door
+	var cur nftDoor
+	if rec != nil {
+		have, cur = rec.d, *rec
+	}
+	k := d.key()
+	p := &nftPlan{want: d, after: cur, keyOfDoor: k}
+	p.after.d = d
+	f := n.state.familyOf(d.Src)
+	expired := !have.Expires.IsZero() && !now.Before(have.Expires)
+
+	removeArmed := func() {
+		if cur.armed && !expired {
+			p.ops = append(p.ops, f.armedOp(have, cur.pinPort, true, 0))
+		}
+		p.after.armed = false
+	}
+	removeClaim := func() {
+		if n.claimed[k] == d.ID {
+			p.ops = append(p.ops, nftOp{del: true, set: f.claim, key: f.tripleKey(d.Src, d.Dst, d.Port)})
+			p.unclaim = true
+		}
+	}
+	removeNarrow := func() {
+		if cur.narrow {
+			p.ops = append(p.ops, nftOp{del: true, set: f.narrow, key: f.quadKey(d.Src, d.Dst, cur.narrowPort, d.Port)})
+		}
+		p.after.narrow = false
+	}
+
+	switch {
+	case d.State == DoorClosed:
+		if rec == nil {
+			return p, nil // nothing held: closing twice is fine
+		}
+		removeArmed()
+		removeClaim()
+		removeNarrow()
+		p.forget = true
+		p.unarmKey = n.armed[k] == d.ID
+
+	case d.State == DoorArmed && rec == nil:
+		if d.Expires.Sub(now) < time.Millisecond {
+			return nil, fmt.Errorf("%w: armed door expires %v, already past", ErrInvalidRule, d.Expires)
+		}
+		if other, ok := n.armed[k]; ok {
+			return nil, fmt.Errorf("%w: door %d is armed for the same address and port", ErrTransition, other)
+		}
+		if len(n.doors) >= n.cfg.MaxDoors {
+			return nil, ErrTooManyDoors
+		}
+		if _, ok := n.claimed[k]; ok {
+			// A spent claim of an earlier door would refuse this door's SYN.
+			p.ops = append(p.ops, nftOp{del: true, set: f.claim, key: f.tripleKey(d.Src, d.Dst, d.Port)})
+			p.unclaim = true
+		}
+		p.ops = append(p.ops, f.armedOp(d, d.SrcPort, false, d.Expires.Sub(now)))
+		p.after.armed = true
+		p.after.pinPort = d.SrcPort
+		p.armKey = true
+
+	case d.State == DoorArmed && have.State == DoorArmed:
+		// Nothing to change (an expiry change would need a new element).
+
+	case d.State == DoorArmed && have.State == DoorClaimed:
+		// Re-arm: the claimed connection never completed its handshake
+		// (perhaps a spoofed SYN took the door); free the door for the
+		// client's next SYN while its armed element is alive.
+		if !cur.armed || expired {
+			return nil, fmt.Errorf("%w: re-arm after the door expired", ErrTransition)
+		}
+		if d.SrcPort != cur.pinPort {
+			return nil, fmt.Errorf("%w: re-arm with source port %d, armed with %d", ErrTransition, d.SrcPort, cur.pinPort)
+		}
+		removeClaim()
+		removeNarrow()
+
+	case d.State == DoorClaimed && have.State == DoorArmed:
+		// The kernel made the claim and narrow elements itself, and
+		// noteClaim recorded them.
+		if !cur.narrow || cur.narrowPort != d.SrcPort {
+			return nil, fmt.Errorf("%w: no claim from source port %d was reported for this door", ErrTransition, d.SrcPort)
+		}
+
+	case d.State == DoorClaimed && have.State == DoorClaimed:
+
+	case d.State == DoorNarrow && (have.State == DoorClaimed || have.State == DoorNarrow):
+		if d.SrcPort != cur.narrowPort {
+			return nil, fmt.Errorf("%w: narrow to source port %d, claimed from %d", ErrTransition, d.SrcPort, cur.narrowPort)
+		}
+		removeArmed()
+		removeClaim()
+		p.unarmKey = n.armed[k] == d.ID
+
+	default:
+		return nil, fmt.Errorf("%w: %v to %v", ErrTransition, have.State, d.State)
+	}
+	return p, nil
+}
+
+func (n *NFTables) commitPlanLocked(p *nftPlan) {
+	id := p.want.ID
+	switch {
+	case p.forget:
+		delete(n.doors, id)
+	default:
+		rec := p.after
+		n.doors[id] = &rec
+	}
+	if p.armKey {
+		n.armed[p.keyOfDoor] = id
+	}
+	if p.unarmKey {
+		delete(n.armed, p.keyOfDoor)
+	}
+	if p.unclaim {
+		delete(n.claimed, p.keyOfDoor)
+	}
+}
+
+// Close deletes the table with everything in it and stops the upkeep and
+// the claim reports. It is idempotent.
 func (n *NFTables) Close(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: close: %w", nftBackend, err)
 	}
-	n.life.Lock()
-	defer n.life.Unlock()
+	n.mu.Lock()
 	if !n.started {
+		n.mu.Unlock()
 		return nil
 	}
-	// No Delete can be in flight (they hold life for reading).
-	close(n.delStop)
-	<-n.delDone
-	n.delq, n.delStop, n.delDone = nil, nil, nil
-	defer func() {
-		if n.ns != 0 {
-			h := netns.NsHandle(n.ns)
-			h.Close()
-			n.ns = 0
-		}
-	}()
-	c, err := n.conn()
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", nftBackend, err)
-	}
-	t := n.table()
-	c.AddTable(t)
-	c.DelTable(t)
+	st := n.state
+	n.started = false
+	n.mu.Unlock()
+	// The routines take mu; they must be stopped without holding it.
+	close(st.stop)
+	st.nflog.close()
+	<-st.done
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defer st.conn.CloseLasting()
+	c := st.conn
+	c.AddTable(st.table)
+	c.DelTable(st.table)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("%s: close: delete table inet %s: %w", nftBackend, n.cfg.Table, err)
 	}
-	n.mu.Lock()
-	if left := n.live.len(); left > 0 {
-		n.log.Debug("closed with doors still open", "rules", left)
+	if len(n.doors) > 0 {
+		n.log.Debug("closed with doors still open", "doors", len(n.doors))
 	}
-	n.live.reset()
-	n.mu.Unlock()
-	n.started = false
+	n.doors, n.armed, n.claimed, n.blocked = nil, nil, nil, nil
+	n.state = nil
 	return nil
 }
 
 // comment encodes text as an nftables rule comment (shown by `nft list`).
 func comment(text string) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, text)
+}
+
+// doorOf returns the door that owns a claim of k from sport, if any: the
+// armed (or just claimed) door of that key. Called with mu held.
+func (n *NFTables) doorOfLocked(k key) (*nftDoor, bool) {
+	id, ok := n.armed[k]
+	if !ok {
+		return nil, false
+	}
+	rec, ok := n.doors[id]
+	return rec, ok
+}
+
+// familyOf returns the sets and key layout for a's family.
+func (st *nftState) familyOf(a netip.Addr) *nftFamily {
+	if a.Unmap().Is4() {
+		return &st.family[0]
+	}
+	return &st.family[1]
+}
+
+// setBlocked adds (on) or removes the door's key to or from the blocked
+// set of a Guard table: while there, new connections from the door's
+// client to its port are refused unless a door admits them. The script
+// backend uses it while a script's accept rule for that key may be stuck
+// in the firewall.
+func (n *NFTables) setBlocked(d Door, on bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return ErrNotStarted
+	}
+	if !n.cfg.Guard {
+		return fmt.Errorf("%s: blocking needs a guard table", nftBackend)
+	}
+	f := n.state.familyOf(d.Src)
+	if err := n.runOpsTolerant([]nftOp{{del: !on, set: f.blocked, key: f.tripleKey(d.Src, d.Dst, d.Port)}}); err != nil {
+		return err
+	}
+	if on {
+		n.blocked[d.key()] = d
+	} else {
+		delete(n.blocked, d.key())
+	}
+	return nil
 }

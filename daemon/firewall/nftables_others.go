@@ -7,18 +7,25 @@ import (
 	"fmt"
 )
 
-// Start fails: nftables exists only on Linux.
-func (n *NFTables) Start(context.Context) error { return fmt.Errorf("nftables: %w", ErrUnsupported) }
+// nftState is empty where nftables does not exist.
+type nftState struct{}
 
-// Add fails: nftables exists only on Linux.
-func (n *NFTables) Add(_ context.Context, r Rule) error {
-	return ruleErr("nftables", "add", r, ErrUnsupported)
+// Start fails: nftables exists only on Linux.
+func (n *NFTables) Start(context.Context, Notify) error {
+	return fmt.Errorf("%s: %w", nftBackend, ErrUnsupported)
 }
 
-// Delete fails: nftables exists only on Linux.
-func (n *NFTables) Delete(_ context.Context, r Rule) error {
-	return ruleErr("nftables", "delete", r, ErrUnsupported)
+// Apply fails: nftables exists only on Linux.
+func (n *NFTables) Apply(_ context.Context, doors []Door) []error {
+	errs := make([]error, len(doors))
+	for i, d := range doors {
+		errs[i] = doorErr(nftBackend, d, ErrUnsupported)
+	}
+	return errs
 }
 
 // Close does nothing: nothing was ever added.
 func (n *NFTables) Close(context.Context) error { return nil }
+
+// setBlocked fails: nftables exists only on Linux.
+func (n *NFTables) setBlocked(Door, bool) error { return ErrUnsupported }

@@ -1,25 +1,10 @@
 package firewall
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
-)
-
-// Sentinel errors shared by all backends. They arrive wrapped in a *RuleError
-// (for Add and Delete) or with the backend's name.
-var (
-	// ErrInvalidRule: the Rule cannot be expressed (invalid or mixed-family
-	// addresses, destination port 0, a bad interface name).
-	ErrInvalidRule = errors.New("invalid rule")
-	// ErrUnknownRule: Delete was given a Rule that this backend does not hold.
-	ErrUnknownRule = errors.New("rule not added by this backend")
-	// ErrNotStarted: Add or Delete before Start, or after Close.
-	ErrNotStarted = errors.New("backend not started")
-	// ErrUnsupported: the backend does not exist on this operating system.
-	ErrUnsupported = errors.New("firewall backend not supported on this OS")
 )
 
 // Rule is one door rule: TCP from Src to Dst:DstPort.

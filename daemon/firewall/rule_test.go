@@ -76,33 +76,3 @@ func TestRuleErrorNamesBackendAndRule(t *testing.T) {
 		t.Error("nil cause must give nil error")
 	}
 }
-
-func TestIPTRuleSpec(t *testing.T) {
-	v4s, v4d := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
-	v6s, v6d := netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1")
-	for _, tc := range []struct {
-		r         Rule
-		connlimit bool
-		want      string
-	}{
-		{Rule{Iface: "veth0", Src: v4s, Dst: v4d, DstPort: 22}, true,
-			"-p tcp -i veth0 -s 198.18.0.2 -d 198.18.0.1 -m tcp --dport 22 -m connlimit --connlimit-upto 1 --connlimit-mask 32 -m comment --comment doorman -j ACCEPT"},
-		{Rule{Iface: "any", Src: v4s, Dst: v4d, DstPort: 22}, false,
-			"-p tcp -s 198.18.0.2 -d 198.18.0.1 -m tcp --dport 22 -m comment --comment doorman -j ACCEPT"},
-		{Rule{Src: v6s, SrcPort: 4000, Dst: v6d, DstPort: 22}, true, // narrow rules never need connlimit
-			"-p tcp -s 2001:db8::2 -d 2001:db8::1 -m tcp --sport 4000 --dport 22 -m comment --comment doorman -j ACCEPT"},
-		{Rule{Src: v6s, Dst: v6d, DstPort: 22}, true,
-			"-p tcp -s 2001:db8::2 -d 2001:db8::1 -m tcp --dport 22 -m connlimit --connlimit-upto 1 --connlimit-mask 128 -m comment --comment doorman -j ACCEPT"},
-	} {
-		got := ""
-		for i, a := range iptRuleSpec(tc.r, tc.connlimit) {
-			if i > 0 {
-				got += " "
-			}
-			got += a
-		}
-		if got != tc.want {
-			t.Errorf("%v:\n got %s\nwant %s", tc.r, got, tc.want)
-		}
-	}
-}

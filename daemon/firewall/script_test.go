@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,8 +35,14 @@ if [ -f '` + dir + `/exit' ]; then exit 3; fi
 	return rig
 }
 
-func (rig *scriptRig) backend(t *testing.T) *Script {
-	return NewScript(ScriptConfig{Add: rig.add, Del: rig.del, Journal: rig.journal, Timeout: 2 * time.Second})
+// backend returns a script backend on the rig whose guard table is a Fake
+// (the real one needs root; TestIntegrationScript covers it).
+func (rig *scriptRig) backend(t *testing.T) (*Script, *Fake) {
+	s := NewScript(ScriptConfig{Add: rig.add, Del: rig.del, Journal: rig.journal, Timeout: 2 * time.Second})
+	f := NewFake()
+	s.doors = f
+	s.retryFirst = 50 * time.Millisecond
+	return s, f
 }
 
 func (rig *scriptRig) set(t *testing.T, name, content string) {
@@ -86,86 +93,186 @@ func wantCalls(t *testing.T, got []string, want ...string) {
 	}
 }
 
+func sdoor(id uint64, st DoorState, sport uint16) Door {
+	d := fakeDoor(id, st, sport)
+	d.Iface = "veth0"
+	return d
+}
+
+func applyOne(t *testing.T, b backend, d Door) error {
+	t.Helper()
+	return b.Apply(context.Background(), []Door{d})[0]
+}
+
 // TestScriptBackend: the 0.81 argument list (CLASSIC-7.1) and output
 // protocol (CLASSIC-7.2), with the journal written before each add
-// (CLASSIC-7.3).
+// (CLASSIC-7.3), through a door's whole life.
 func TestScriptBackend(t *testing.T) {
 	ctx := context.Background()
 	rig := newScriptRig(t)
-	s := rig.backend(t)
-	if err := s.Start(ctx); err != nil {
+	s, guard := rig.backend(t)
+	if err := s.Start(ctx, Notify{}); err != nil {
 		t.Fatal(err)
 	}
-	broad, narrow := fakeRule(0), fakeRule(40000)
-	broad.Iface = "" // passed to the script as "any"
-	if err := s.Add(ctx, broad); err != nil {
+	d := sdoor(1, DoorArmed, 0)
+	d.Iface = "" // passed to the script as "any"
+	if err := applyOne(t, s, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(ctx, narrow); err != nil {
+	wantCalls(t, rig.calls(t), "fw-add any 198.18.0.2 0 198.18.0.1 22")
+	d.State, d.SrcPort = DoorClaimed, 40000
+	if err := applyOne(t, s, d); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, rig.calls(t), "fw-add any 198.18.0.2 0 198.18.0.1 22", "fw-add veth0 198.18.0.2 40000 198.18.0.1 22")
-	if err := s.Delete(ctx, broad); err != nil {
+	// 0.81's order: the narrow rule first, then the broad one goes.
+	wantCalls(t, rig.calls(t), "fw-add any 198.18.0.2 40000 198.18.0.1 22", "fw-del any 198.18.0.2 0 198.18.0.1 22")
+	d.State = DoorNarrow
+	if err := applyOne(t, s, d); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, rig.calls(t), "fw-del any 198.18.0.2 0 198.18.0.1 22")
-	wantCalls(t, rig.journalLines(t), "add 1 any 198.18.0.2 0 198.18.0.1 22", "add 2 veth0 198.18.0.2 40000 198.18.0.1 22", "del 1")
+	wantCalls(t, rig.calls(t))
+	if g := guard.Doors(); len(g) != 1 || g[0].State != DoorNarrow {
+		t.Fatalf("guard doors: %+v", g)
+	}
+	d.State = DoorClosed
+	if err := applyOne(t, s, d); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rig.calls(t), "fw-del any 198.18.0.2 40000 198.18.0.1 22")
+	wantCalls(t, rig.journalLines(t), "add 1 any 198.18.0.2 0 198.18.0.1 22", "add 2 any 198.18.0.2 40000 198.18.0.1 22", "del 1", "del 2")
+	if len(guard.Doors()) != 0 {
+		t.Fatal("guard still holds the closed door")
+	}
 
-	// A reported failure is a *ScriptError and the rule counts as not added.
+	// A reported failure is a *ScriptError and the door counts as not armed.
 	rig.set(t, "reply", "1 3 iptables: Bad rule\n")
-	other := fakeRule(40001)
-	err := s.Add(ctx, other)
+	other := sdoor(2, DoorArmed, 0)
+	err := applyOne(t, s, other)
 	var se *ScriptError
-	var re *RuleError
-	if !errors.As(err, &se) || se.Errno != 1 || se.Level != 3 || se.Message != "iptables: Bad rule" || se.Rule != other {
+	var de *DoorError
+	if !errors.As(err, &se) || se.Errno != 1 || se.Level != 3 || se.Message != "iptables: Bad rule" {
 		t.Fatalf("want ScriptError, got %v", err)
 	}
-	if !errors.As(err, &re) || re.Backend != "script" || !strings.Contains(err.Error(), other.String()) {
-		t.Fatalf("error does not name backend and rule: %v", err)
+	if !errors.As(err, &de) || de.Backend != "script" || !strings.Contains(err.Error(), "door 2") {
+		t.Fatalf("error does not name backend and door: %v", err)
 	}
-	if err := s.Delete(ctx, other); !errors.Is(err, ErrUnknownRule) {
-		t.Fatalf("Delete of failed Add: %v", err)
+	if len(guard.Doors()) != 0 || guard.Blocked(other) {
+		t.Fatal("a reported failure left the guard armed or blocked")
 	}
 	// Levels 4..7 are warnings: success.
 	rig.set(t, "reply", "17 4 already there\n")
-	if err := s.Add(ctx, other); err != nil {
+	if err := applyOne(t, s, other); err != nil {
 		t.Fatalf("warning reply: %v", err)
 	}
-	// Garbage and a silent non-zero exit are errors naming script and output.
-	rig.set(t, "reply", "what?\n")
-	if err := s.Add(ctx, fakeRule(40002)); !errors.Is(err, ErrScriptOutput) || !strings.Contains(err.Error(), "what?") || !strings.Contains(err.Error(), rig.add) {
-		t.Fatalf("garbage reply: %v", err)
-	}
-	rig.set(t, "reply", "\n")
-	rig.set(t, "exit", "1")
-	if err := s.Add(ctx, fakeRule(40003)); !errors.Is(err, ErrScriptOutput) || !strings.Contains(err.Error(), "exit status 3") {
-		t.Fatalf("silent failure: %v", err)
-	}
-	rig.set(t, "exit", "")
 	rig.set(t, "reply", "")
 	rig.calls(t)
-
-	// Close deletes what is live (narrow, other) and the doubtful adds (40002, 40003).
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := rig.calls(t)
-	if len(got) != 4 {
-		t.Fatalf("Close ran %q", got)
-	}
-	for _, sp := range []string{"40000", "40001", "40002", "40003"} {
-		if !strings.Contains(strings.Join(got, "\n"), "fw-del veth0 198.18.0.2 "+sp+" ") {
-			t.Errorf("Close did not delete sport %s: %q", sp, got)
-		}
-	}
+	wantCalls(t, rig.calls(t), "fw-del veth0 198.18.0.2 0 198.18.0.1 22")
 	if l := rig.journalLines(t); len(l) != 0 {
 		t.Errorf("journal after Close: %q", l)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := s.Add(ctx, narrow); !errors.Is(err, ErrNotStarted) {
-		t.Fatalf("Add after Close: %v", err)
+	if err := applyOne(t, s, sdoor(3, DoorArmed, 0)); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Apply after Close: %v", err)
+	}
+}
+
+// TestScriptStuckRule: an add that printed garbage or exited silently may
+// have left its rule: the key is blocked in the guard and the rule's delete
+// retried until it works; then the key is unblocked (CLASSIC-6.10).
+func TestScriptStuckRule(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ name, reply, exit string }{{"garbage", "what?\n", ""}, {"silent-exit", "\n", "1"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rig := newScriptRig(t)
+			s, guard := rig.backend(t)
+			var mu sync.Mutex
+			var faults []Fault
+			if err := s.Start(ctx, Notify{Fault: func(f Fault) { mu.Lock(); faults = append(faults, f); mu.Unlock() }}); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(ctx)
+			rig.set(t, "reply", tc.reply)
+			rig.set(t, "exit", tc.exit)
+			d := sdoor(1, DoorArmed, 0)
+			err := applyOne(t, s, d)
+			if !errors.Is(err, ErrScriptOutput) || !strings.Contains(err.Error(), rig.add) {
+				t.Fatalf("want ErrScriptOutput naming the script, got %v", err)
+			}
+			if !guard.Blocked(d) {
+				t.Fatal("the stuck rule's key is not blocked")
+			}
+			// The delete fails too, for a while.
+			rig.set(t, "reply", "2 3 iptables busy\n")
+			rig.set(t, "exit", "")
+			time.Sleep(200 * time.Millisecond)
+			if !guard.Blocked(d) {
+				t.Fatal("unblocked while the rule's delete still fails")
+			}
+			rig.set(t, "reply", "")
+			deadline := time.Now().Add(5 * time.Second)
+			for guard.Blocked(d) {
+				if time.Now().After(deadline) {
+					t.Fatal("the stuck rule was never removed")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			calls := strings.Join(rig.calls(t), "\n")
+			if !strings.Contains(calls, "fw-del veth0 198.18.0.2 0 198.18.0.1 22") {
+				t.Fatalf("no delete of the stuck rule: %s", calls)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(faults) == 0 || !faults[len(faults)-1].Repaired {
+				t.Fatalf("faults: %+v, want the last one repaired", faults)
+			}
+		})
+	}
+}
+
+// TestScriptHungKilled: an add script that hangs is killed with its whole
+// process group at the timeout, and its rule is treated as stuck.
+func TestScriptHungKilled(t *testing.T) {
+	ctx := context.Background()
+	rig := newScriptRig(t)
+	pidFile := filepath.Join(rig.dir, "child")
+	hung := "#!/bin/sh\nsleep 60 &\necho $! > '" + pidFile + "'\nwait\n"
+	if err := os.WriteFile(rig.add, []byte(hung), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, guard := rig.backend(t)
+	s.cfg.Timeout = 300 * time.Millisecond
+	if err := s.Start(ctx, Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	d := sdoor(1, DoorArmed, 0)
+	err := applyOne(t, s, d)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), rig.add) {
+		t.Fatalf("want a timeout naming the script, got %v", err)
+	}
+	if !guard.Blocked(d) {
+		t.Fatal("a hung add's key is not blocked")
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			break // gone, or a zombie waiting for init
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung script's child %s survived the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -174,59 +281,58 @@ func TestScriptBackend(t *testing.T) {
 func TestScriptJournalReplay(t *testing.T) {
 	ctx := context.Background()
 	rig := newScriptRig(t)
-	crashed := rig.backend(t)
-	if err := crashed.Start(ctx); err != nil {
+	crashed, _ := rig.backend(t)
+	if err := crashed.Start(ctx, Notify{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []Rule{fakeRule(0), fakeRule(40000), fakeRule(40001)} {
-		if err := crashed.Add(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+	if err := applyOne(t, crashed, sdoor(1, DoorArmed, 0)); err != nil {
+		t.Fatal(err)
 	}
-	if err := crashed.Delete(ctx, fakeRule(40000)); err != nil {
+	d2 := sdoor(2, DoorArmed, 0)
+	d2.Port = 23
+	if err := applyOne(t, crashed, d2); err != nil {
+		t.Fatal(err)
+	}
+	d2.State, d2.SrcPort = DoorClaimed, 40001
+	if err := applyOne(t, crashed, d2); err != nil {
 		t.Fatal(err)
 	}
 	rig.calls(t)
 	// No Close: the process "died". A new instance cleans up at Start, even
 	// if a delete fails (after a reboot the rule is already gone).
+	crashed.mu.Lock()
+	crashed.started = false
+	close(crashed.stop)
+	crashed.mu.Unlock()
 	rig.set(t, "reply", "2 3 no such rule\n")
-	next := rig.backend(t)
-	if err := next.Start(ctx); err != nil {
+	next, guard := rig.backend(t)
+	if err := next.Start(ctx, Notify{}); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, rig.calls(t), "fw-del veth0 198.18.0.2 0 198.18.0.1 22", "fw-del veth0 198.18.0.2 40001 198.18.0.1 22")
-	if l := rig.journalLines(t); len(l) != 0 {
-		t.Errorf("journal after replay: %q", l)
+	wantCalls(t, rig.calls(t), "fw-del veth0 198.18.0.2 0 198.18.0.1 22", "fw-del veth0 198.18.0.2 40001 198.18.0.1 23")
+	// Those deletes failed: the rules are stuck, their keys blocked, and
+	// removed once the script works again.
+	if !guard.Blocked(sdoor(1, DoorArmed, 0)) {
+		t.Fatal("leftover whose delete failed is not blocked")
 	}
 	rig.set(t, "reply", "")
+	deadline := time.Now().Add(5 * time.Second)
+	for guard.Blocked(sdoor(1, DoorArmed, 0)) || guard.Blocked(d2) {
+		if time.Now().After(deadline) {
+			t.Fatal("leftovers never removed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := next.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if c := rig.calls(t); len(c) != 0 {
-		t.Errorf("Close after replay ran %q", c)
-	}
-}
-
-func TestScriptTimeout(t *testing.T) {
-	ctx := context.Background()
-	rig := newScriptRig(t)
-	s := NewScript(ScriptConfig{Add: rig.add, Del: rig.del, Timeout: 200 * time.Millisecond})
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rig.set(t, "sleep", "1")
-	err := s.Add(ctx, fakeRule(0))
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), rig.add) {
-		t.Fatalf("want timeout naming the script, got %v", err)
-	}
-	rig.set(t, "sleep", "")
-	if err := s.Close(ctx); err != nil { // deletes the doubtful rule
-		t.Fatal(err)
+	if l := rig.journalLines(t); len(l) != 0 {
+		t.Errorf("journal after replay and Close: %q", l)
 	}
 }
 
 func TestScriptStartNeedsScripts(t *testing.T) {
-	if err := NewScript(ScriptConfig{}).Start(context.Background()); err == nil {
+	if err := NewScript(ScriptConfig{}).Start(context.Background(), Notify{}); err == nil {
 		t.Fatal("Start without scripts succeeded")
 	}
 }
