@@ -5,7 +5,6 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // SockDiag is a ConnTracker backed by the kernel's sock_diag netlink
@@ -14,16 +13,29 @@ type SockDiag struct{}
 
 var _ ConnTracker = SockDiag{}
 
-// State implements ConnTracker.
+// State implements ConnTracker. An IPv4 connection to a dual-stack
+// listener (bound to "::" without IPV6_V6ONLY, as Go and Java servers are)
+// lives in an IPv6 socket with IPv4-mapped addresses, so it is looked up
+// there too.
 func (SockDiag) State(local, remote netip.AddrPort) ConnState {
+	if s := lookup(local, remote); s != ConnNone || !local.Addr().Is4() {
+		return s
+	}
+	mapped := func(a netip.AddrPort) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr().As16()), a.Port())
+	}
+	return lookup(mapped(local), mapped(remote))
+}
+
+func lookup(local, remote netip.AddrPort) ConnState {
 	s, err := netlink.SocketGet(net.TCPAddrFromAddrPort(local), net.TCPAddrFromAddrPort(remote))
 	if err != nil || s == nil {
-		return ConnEnded
+		return ConnNone
 	}
 	// The kernel falls back to the listening socket when the connection
 	// is gone; only a socket for this remote port counts.
 	if s.ID.DestinationPort != remote.Port() {
-		return ConnEnded
+		return ConnNone
 	}
 	return fromTCPState(s.State)
 }
@@ -35,28 +47,8 @@ func fromTCPState(st uint8) ConnState {
 	case netlink.TCP_ESTABLISHED, netlink.TCP_CLOSE_WAIT, netlink.TCP_FIN_WAIT1, netlink.TCP_FIN_WAIT2,
 		netlink.TCP_LAST_ACK, netlink.TCP_CLOSING:
 		return ConnEstablished
+	case netlink.TCP_TIME_WAIT, netlink.TCP_CLOSE:
+		return ConnClosed
 	}
-	return ConnEnded // TIME_WAIT, CLOSE, LISTEN
-}
-
-// FindFrom implements ConnTracker with a dump of the family's TCP sockets.
-func (SockDiag) FindFrom(local netip.AddrPort, src netip.Addr) (uint16, bool) {
-	family := uint8(unix.AF_INET)
-	if local.Addr().Is6() {
-		family = unix.AF_INET6
-	}
-	socks, err := netlink.SocketDiagTCP(family)
-	if err != nil {
-		return 0, false
-	}
-	for _, s := range socks {
-		if s.ID.SourcePort != local.Port() || s.State == netlink.TCP_LISTEN {
-			continue
-		}
-		dst, ok := netip.AddrFromSlice(s.ID.Destination)
-		if ok && dst.Unmap() == src.Unmap() {
-			return s.ID.DestinationPort, true
-		}
-	}
-	return 0, false
+	return ConnNone // LISTEN, or anything unknown
 }

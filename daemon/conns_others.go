@@ -4,11 +4,9 @@ package daemon
 
 import "net/netip"
 
-// SockDiag is the Linux sock_diag ConnTracker; elsewhere it sees nothing.
+// SockDiag is the Linux connection tracker; elsewhere every connection
+// looks gone, so doors close after connection-delay-1.
 type SockDiag struct{}
 
 // State implements ConnTracker.
-func (SockDiag) State(local, remote netip.AddrPort) ConnState { return ConnEnded }
-
-// FindFrom implements ConnTracker.
-func (SockDiag) FindFrom(local netip.AddrPort, src netip.Addr) (uint16, bool) { return 0, false }
+func (SockDiag) State(netip.AddrPort, netip.AddrPort) ConnState { return ConnNone }

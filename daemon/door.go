@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"container/heap"
 	"context"
+	"errors"
+	"log/slog"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/doorman-project/doorman/daemon/firewall"
@@ -10,38 +14,37 @@ import (
 
 // DoorState is where a door is in its lifecycle (spec section 6):
 //
-//	closed --knock--> broad --SYN--> narrow --established--> open
-//	  ^                 |              |                       |
-//	  +-- waitfor ------+   delay-1 ---+     connection ended -+
+//	queued --key free--> armed --SYN claims it--> narrow --established--> open
+//	                       |  ^                      |                      |
+//	                       |  +------- re-arm -------+ (handshake never     |
+//	                       |                           completed, time left)|
+//	                       +-- waitfor --> closed <-- delay-1, no time left |
+//	                                          ^---- connection ended -------+
 //
+// A door is queued while another door of the same client, address and port
+// is armed or narrow: the kernel decides claims per key, so they take turns.
 // The zero value is DoorClosed.
 type DoorState uint8
 
 // Door states.
 const (
 	DoorClosed DoorState = iota
-	DoorBroad
+	DoorQueued
+	DoorArmed
 	DoorNarrow
 	DoorOpen
 )
 
+var doorStateNames = [...]string{"closed", "queued", "armed", "narrow", "open"}
+
 func (s DoorState) String() string {
-	return [...]string{"closed", "broad", "narrow", "open"}[s]
+	if int(s) < len(doorStateNames) {
+		return doorStateNames[s]
+	}
+	return "DoorState(" + strconv.Itoa(int(s)) + ")"
 }
 
-// DoorEvent reports a door's state change, for tests and the simulator.
-type DoorEvent struct {
-	ID      uint64
-	State   DoorState
-	Src     netip.Addr
-	SrcPort uint16 // 0 until the SYN
-	Dst     netip.AddrPort
-	Group   string
-	Why     string // for DoorClosed: "waitfor", "not-established", "connection-ended", "shutdown", "firewall-error"
-	At      time.Time
-}
-
-// DoorInfo describes an open door.
+// DoorInfo describes a door that is not closed.
 type DoorInfo struct {
 	ID      uint64
 	State   DoorState
@@ -52,290 +55,541 @@ type DoorInfo struct {
 	Since   time.Time
 }
 
+// Timing of the door loop.
+const (
+	// expiryGrace is how long after its waitfor the daemon closes an armed
+	// door: the kernel forgets the door at waitfor itself, and a claim made
+	// just before must still find its door.
+	expiryGrace = 50 * time.Millisecond
+	// handshakePoll is how often a narrow door looks for its connection.
+	handshakePoll = 10 * time.Millisecond
+	// retryFirst and retryMax bound the pauses between attempts to remove
+	// a closed door that the firewall refused to remove (CLASSIC-6.10).
+	retryFirst = time.Second
+	retryMax   = time.Minute
+	// completedPackets is the least number of packets a connection sends
+	// through its door when its handshake completed: the SYN, the ACK, and
+	// its data, FIN or RST.
+	completedPackets = 3
+	// invisibleAfter is how long after its claim a door whose connection
+	// the kernel's table does not show asks the firewall for its packets.
+	invisibleAfter = 20 * time.Millisecond
+)
+
+// doorKey identifies where a door's SYN comes from and goes to.
+type doorKey struct {
+	src, dst netip.Addr
+	port     uint16
+}
+
+// door is one door's state in the door loop. Only routineDoors touches it.
 type door struct {
 	id       uint64
 	key      doorKey
 	group    string
+	iface    string
+	pinPort  uint16 // the source port the knock named; 0 = any
+	knocked  time.Time
+	expires  time.Time // knocked + waitfor: an armed door's end
 	settings Settings
-	syn      chan synEvent
-	opened   time.Time
 
-	// Guarded by Engine.mu.
-	state   DoorState
-	srcPort uint16
+	state     DoorState
+	srcPort   uint16
+	claimedAt time.Time
+	sawConn   bool // the kernel's table showed the connection since the claim
+	counted   bool // its packets were asked for while it was invisible
+
+	due     time.Time // the door's next timer; zero = none
+	heapIdx int       // index in the timer heap, -1 = not in it
+	retries time.Duration
 }
 
 func (d *door) info() DoorInfo {
 	return DoorInfo{ID: d.id, State: d.state, Src: d.key.src, SrcPort: d.srcPort,
-		Dst: netip.AddrPortFrom(d.key.dst, d.key.port), Group: d.group, Since: d.opened}
+		Dst: netip.AddrPortFrom(d.key.dst, d.key.port), Group: d.group, Since: d.knocked}
 }
 
-// openDoor registers a door for an accepted knock and starts its goroutine
-// (one goroutine per door, no process, CLASSIC-6.7). The door is in the
-// waiting queue before its broad rule exists, so no SYN can slip past it.
-func (e *Engine) openDoor(ctx context.Context, src, dst netip.Addr, port uint16, group string) {
-	e.mu.Lock()
-	e.nextID++
-	d := &door{id: e.nextID, key: doorKey{src: src, dst: dst, port: port}, group: group,
-		settings: *e.settings.Load(), syn: make(chan synEvent, synQueue), opened: e.now(), state: DoorBroad}
-	e.doors[d.id] = d
-	if d.settings.SYNFromCapture {
-		e.waiting[d.key] = append(e.waiting[d.key], d)
+// fw returns the door as the firewall should hold it in state s.
+func (d *door) fw(s firewall.DoorState) firewall.Door {
+	fd := firewall.Door{ID: d.id, Iface: d.iface, Src: d.key.src, Dst: d.key.dst, Port: d.key.port,
+		SrcPort: d.pinPort, State: s, Expires: d.expires}
+	if s == firewall.DoorClaimed || s == firewall.DoorNarrow {
+		fd.SrcPort = d.srcPort
 	}
-	e.mu.Unlock()
-	e.wg.Add(1)
-	go e.routineDoor(ctx, d)
+	return fd
 }
 
-func (e *Engine) rule(d *door, srcPort uint16) firewall.Rule {
-	iface := d.settings.Interface
-	if iface == "any" {
-		iface = ""
-	}
-	return firewall.Rule{Iface: iface, Src: d.key.src, SrcPort: srcPort, Dst: d.key.dst, DstPort: d.key.port}
+func (d *door) local() netip.AddrPort  { return netip.AddrPortFrom(d.key.dst, d.key.port) }
+func (d *door) remote() netip.AddrPort { return netip.AddrPortFrom(d.key.src, d.srcPort) }
+
+// doorRequest asks the door loop to open a door for an accepted knock.
+type doorRequest struct {
+	src, dst netip.Addr
+	port     uint16
+	pinPort  uint16
+	group    string
+	at       time.Time
 }
 
-func (e *Engine) setState(d *door, s DoorState, why string) {
-	e.mu.Lock()
-	d.state = s
-	if s == DoorClosed {
-		delete(e.doors, d.id)
-		e.unwaitLocked(d)
-	}
-	ev := DoorEvent{ID: d.id, State: s, Src: d.key.src, SrcPort: d.srcPort,
-		Dst: netip.AddrPortFrom(d.key.dst, d.key.port), Group: d.group, Why: why, At: e.now()}
-	e.mu.Unlock()
-	level := LevelNotice
-	if s != DoorClosed {
-		level = -4 // debug
-	}
-	e.log.Log(context.Background(), level, "door "+s.String(), "door", d.id, "src", d.key.src,
-		"src_port", d.srcPort, "dst", ev.Dst, "group", d.group, "why", why)
-	if e.opts.OnDoor != nil {
-		e.opts.OnDoor(ev)
-	}
+// keyTurn holds whose turn it is for one key: the door that is armed or
+// narrow, and those queued behind it.
+type keyTurn struct {
+	active *door
+	queue  []*door
 }
 
-func (e *Engine) unwaitLocked(d *door) {
-	q := e.waiting[d.key]
-	for i, x := range q {
-		if x == d {
-			q = append(q[:i:i], q[i+1:]...)
-			break
-		}
-	}
-	if len(q) == 0 {
-		delete(e.waiting, d.key)
-	} else {
-		e.waiting[d.key] = q
-	}
+// doorLoop is the state of routineDoors.
+type doorLoop struct {
+	e       *Engine
+	doors   map[uint64]*door
+	turns   map[doorKey]*keyTurn
+	closing map[uint64]*door // closed doors the firewall has not let go of yet
+	timers  doorHeap
+	pending []change
+	nextID  uint64
 }
 
-// remove deletes a rule, handing it to the retry loop if that fails
-// (CLASSIC-6.10).
-func (e *Engine) remove(r firewall.Rule) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := e.opts.Firewall.Delete(ctx, r); err != nil {
-		e.counters.add(ReasonFirewall)
-		e.log.Error("firewall: cannot remove rule; will retry", "rule", r.String(), "err", err)
-		e.mu.Lock()
-		e.stuck[r] = struct{}{}
-		e.mu.Unlock()
-	}
+// change is one firewall state change waiting for the next Apply, and what
+// to do with its outcome.
+type change struct {
+	d    *door
+	want firewall.Door
+	then func(error)
 }
 
-// routineDoor drives one door from broad to closed.
-func (e *Engine) routineDoor(ctx context.Context, d *door) {
-	defer e.wg.Done()
-	s := d.settings
-	broad := e.rule(d, 0)
-	addStart := time.Now()
-	if err := e.opts.Firewall.Add(ctx, broad); err != nil {
-		e.counters.add(ReasonFirewall)
-		e.log.Error("firewall: cannot add broad rule; door not opened", "rule", broad.String(), "err", err)
-		e.setState(d, DoorClosed, "firewall-error")
-		return
-	}
-	inForce := time.Now()
-	e.setState(d, DoorBroad, "knock")
-
-	// Wait for the first SYN that the kernel let in (CLASSIC-6.3, 6.4).
-	sport, why := e.awaitSYN(ctx, d, addStart, inForce)
-	if sport == 0 {
-		e.remove(broad)
-		e.setState(d, DoorClosed, why)
-		return
-	}
-	narrow := e.rule(d, sport)
-	if err := e.opts.Firewall.Add(ctx, narrow); err != nil {
-		e.counters.add(ReasonFirewall)
-		e.log.Error("firewall: cannot add narrow rule; closing door", "rule", narrow.String(), "err", err)
-		e.remove(broad)
-		e.setState(d, DoorClosed, "firewall-error")
-		return
-	}
-	e.remove(broad)
-	e.setState(d, DoorNarrow, "syn")
-
-	local := netip.AddrPortFrom(d.key.dst, d.key.port)
-	remote := netip.AddrPortFrom(d.key.src, sport)
-	// Handshake (CLASSIC-6.5).
-	if !e.awaitEstablished(ctx, s, local, remote) {
-		e.remove(narrow)
-		why := "not-established"
-		if ctx.Err() != nil {
-			why = "shutdown"
-		}
-		e.setState(d, DoorClosed, why)
-		return
-	}
-	e.setState(d, DoorOpen, "established")
-
-	// Until the connection ends (CLASSIC-6.6).
-	why = e.awaitEnd(ctx, s, local, remote)
-	e.remove(narrow)
-	e.setState(d, DoorClosed, why)
-}
-
-// synEvent is a captured SYN offered to a door: its source port and when
-// the kernel received it (zero if capture could not say).
-type synEvent struct {
-	port uint16
-	at   time.Time
-}
-
-// awaitSYN returns the source port of the door's first SYN that the kernel
-// let in, or 0 and why there is none. The broad rule was being added from
-// addStart and was in force at inForce: a SYN received before addStart was
-// dropped, one received after inForce was let in, and one in between (or of
-// unknown time) is checked against the kernel's socket table.
-func (e *Engine) awaitSYN(ctx context.Context, d *door, addStart, inForce time.Time) (uint16, string) {
-	timer := time.NewTimer(d.settings.WaitFor)
+// routineDoors drives every door: new doors from the receive routine,
+// claims from the firewall, and the doors' own timers. It batches the
+// firewall changes of everything that happened at once into one Apply.
+// When stop is closed it closes every door and returns.
+func (e *Engine) routineDoors(stop <-chan struct{}) {
+	l := &doorLoop{e: e, doors: map[uint64]*door{}, turns: map[doorKey]*keyTurn{}, closing: map[uint64]*door{}}
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	if d.settings.SYNFromCapture || e.opts.Conns == nil {
-		for {
-			select {
-			case ev := <-d.syn:
-				switch {
-				case !ev.at.IsZero() && ev.at.Before(addStart):
-					continue // came before the rule: dropped by the kernel
-				case !ev.at.IsZero() && ev.at.After(inForce):
-				case !e.confirmSYN(ctx, d, ev.port):
-					continue
-				}
-				if e.claim(d, ev.port) {
-					return ev.port, ""
-				}
-			case <-timer.C:
-				return 0, "waitfor"
-			case <-ctx.Done():
-				return 0, "shutdown"
-			}
-		}
-	}
-	// No SYNs from capture: look for the connection in the kernel's table.
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	local := netip.AddrPortFrom(d.key.dst, d.key.port)
 	for {
 		select {
+		case r := <-e.newDoors:
+			l.open(r)
+			// Take what else is waiting, up to a batch.
+		more:
+			for range 256 {
+				select {
+				case r := <-e.newDoors:
+					l.open(r)
+				case c := <-e.claims:
+					l.claim(c)
+				default:
+					break more
+				}
+			}
+		case c := <-e.claims:
+			l.claim(c)
 		case <-timer.C:
-			return 0, "waitfor"
-		case <-ctx.Done():
-			return 0, "shutdown"
-		case <-tick.C:
-			if p, ok := e.opts.Conns.FindFrom(local, d.key.src); ok && e.claim(d, p) {
-				return p, ""
+			l.fire(e.now())
+		case <-stop:
+			l.shutdown()
+			return
+		}
+		l.flush()
+		e.openDoors.Store(int64(len(l.doors)))
+		timer.Reset(l.nextDue())
+	}
+}
+
+// nextDue returns how long until the earliest door timer.
+func (l *doorLoop) nextDue() time.Duration {
+	if len(l.timers) == 0 {
+		return time.Hour
+	}
+	return max(time.Until(l.timers[0].due), 0)
+}
+
+// schedule sets d's timer to at.
+func (l *doorLoop) schedule(d *door, at time.Time) {
+	d.due = at
+	if d.heapIdx >= 0 {
+		heap.Fix(&l.timers, d.heapIdx)
+	} else {
+		heap.Push(&l.timers, d)
+	}
+}
+
+func (l *doorLoop) unschedule(d *door) {
+	if d.heapIdx >= 0 {
+		heap.Remove(&l.timers, d.heapIdx)
+	}
+	d.due = time.Time{}
+}
+
+// fire runs the timers that are due.
+func (l *doorLoop) fire(now time.Time) {
+	for len(l.timers) > 0 && !l.timers[0].due.After(now) {
+		d := heap.Pop(&l.timers).(*door)
+		d.due = time.Time{}
+		switch {
+		case l.closing[d.id] == d:
+			l.retryClose(d)
+		case d.state == DoorArmed:
+			if now.Before(d.expires.Add(expiryGrace)) {
+				l.schedule(d, d.expires.Add(expiryGrace))
+				continue
+			}
+			l.close(d, CloseWaitFor)
+		case d.state == DoorNarrow:
+			l.checkHandshake(d, now)
+		case d.state == DoorOpen:
+			l.checkOpen(d)
+		}
+	}
+}
+
+// open registers a door for an accepted knock: armed at once if no other
+// door of its key holds the key, queued otherwise.
+func (l *doorLoop) open(r doorRequest) {
+	e := l.e
+	l.nextID++
+	s := *e.settings.Load()
+	d := &door{id: l.nextID, key: doorKey{src: r.src, dst: r.dst, port: r.port}, group: r.group, pinPort: r.pinPort,
+		knocked: r.at, expires: r.at.Add(s.WaitFor), settings: s, heapIdx: -1}
+	if s.Interface != "any" {
+		d.iface = s.Interface
+	}
+	l.doors[d.id] = d
+	t := l.turns[d.key]
+	if t == nil {
+		t = &keyTurn{}
+		l.turns[d.key] = t
+	}
+	if t.active != nil {
+		d.state = DoorQueued
+		t.queue = append(t.queue, d)
+		l.event(d, DoorQueued, CloseNone)
+		return
+	}
+	l.arm(d, t)
+}
+
+// arm arms d, which now holds its key's turn.
+func (l *doorLoop) arm(d *door, t *keyTurn) {
+	t.active = d
+	if !l.e.now().Before(d.expires) {
+		l.close(d, CloseWaitFor) // its time ran out in the queue
+		return
+	}
+	l.apply(d, firewall.DoorArmed, func(err error) {
+		if err != nil {
+			l.firewallFailed(d, "arm", err)
+			return
+		}
+		d.state, d.srcPort = DoorArmed, 0
+		l.event(d, DoorArmed, CloseNone)
+		l.schedule(d, d.expires.Add(expiryGrace))
+	})
+}
+
+// release gives d's key to the next queued door, if d holds it.
+func (l *doorLoop) release(d *door) {
+	t := l.turns[d.key]
+	if t == nil || t.active != d {
+		return
+	}
+	t.active = nil
+	for len(t.queue) > 0 && t.active == nil {
+		next := t.queue[0]
+		t.queue = t.queue[1:]
+		l.arm(next, t)
+	}
+	if t.active == nil && len(t.queue) == 0 {
+		delete(l.turns, d.key)
+	}
+}
+
+// claim handles a SYN the kernel admitted through an armed door.
+func (l *doorLoop) claim(c firewall.Claim) {
+	e := l.e
+	k := doorKey{src: c.Src, dst: c.Dst, port: c.Port}
+	t := l.turns[k]
+	var d *door
+	if t != nil {
+		d = t.active
+	}
+	switch {
+	case d != nil && d.state == DoorArmed && (d.pinPort == 0 || d.pinPort == c.SrcPort):
+	case d != nil && d.state != DoorArmed && d.srcPort == c.SrcPort:
+		return // the same claim again (reported and then recovered)
+	default:
+		// The door expired or closed while the SYN was on its way; the
+		// backend undid the claim.
+		e.counters.add(ReasonLateClaim)
+		e.log.Debug("claim for no armed door", "src", c.Src, "src_port", c.SrcPort, "dst", c.Dst, "port", c.Port)
+		return
+	}
+	if c.Recovered {
+		e.log.Warn("door claim found by reconciliation (its report was lost)", "door", d.id, "src", c.Src, "src_port", c.SrcPort)
+	}
+	d.srcPort = c.SrcPort
+	l.apply(d, firewall.DoorClaimed, func(err error) {
+		if err != nil {
+			l.firewallFailed(d, "claim", err)
+			return
+		}
+		d.state, d.claimedAt, d.sawConn, d.counted = DoorNarrow, e.now(), false, false
+		e.counters.add(ReasonSYN)
+		l.event(d, DoorNarrow, CloseNone)
+		l.schedule(d, time.Now().Add(time.Millisecond))
+	})
+}
+
+// checkHandshake looks for a narrow door's connection (CLASSIC-6.5).
+func (l *doorLoop) checkHandshake(d *door, now time.Time) {
+	e := l.e
+	st := ConnNone
+	if e.opts.Conns != nil {
+		st = e.opts.Conns.State(d.local(), d.remote())
+	}
+	switch st {
+	case ConnEstablished:
+		l.apply(d, firewall.DoorNarrow, func(err error) {
+			if err != nil {
+				// The connection is in and the door is narrow in the
+				// kernel already (the narrow element); what is left is
+				// removing the spent armed element, which expires anyway.
+				e.counters.add(ReasonFirewall)
+				e.log.Error("firewall: cannot retire the armed part of an open door", "door", d.id, "err", err)
+			}
+			d.state = DoorOpen
+			l.event(d, DoorOpen, CloseNone)
+			l.schedule(d, time.Now().Add(d.settings.Delay2))
+			l.release(d)
+		})
+		return
+	case ConnClosed:
+		// Established and already over: a connection shorter than a poll.
+		l.close(d, CloseConnectionEnded)
+		return
+	case ConnHandshake:
+		d.sawConn = true
+	}
+	deadline := d.claimedAt.Add(d.settings.Delay1)
+	if now.Before(deadline) && !(st == ConnNone && d.sawConn) {
+		// Invisible a while after the claim: a connection may have come
+		// and gone between two looks. Its packets tell, once (reading
+		// them is not cheap); otherwise wait for the handshake.
+		if st == ConnNone && !d.counted && now.Sub(d.claimedAt) >= invisibleAfter {
+			d.counted = true
+			if n, err := l.packets(d); err == nil && n >= completedPackets {
+				l.close(d, CloseConnectionEnded)
+				return
+			}
+		}
+		l.schedule(d, now.Add(handshakePoll))
+		return
+	}
+	// Not established within connection-delay-1, or gone during the
+	// handshake. A connection too short to be seen is told from a SYN
+	// nobody followed up (a blind spoof) by the packets its door let in.
+	if n, err := l.packets(d); err == nil && n >= completedPackets {
+		l.close(d, CloseConnectionEnded)
+		return
+	}
+	if now.Before(d.expires) {
+		l.rearm(d)
+		return
+	}
+	l.close(d, CloseNotEstablished)
+}
+
+// packets asks the firewall how many packets d's connection sent, where
+// the backend can tell.
+func (l *doorLoop) packets(d *door) (uint64, error) {
+	pc, ok := l.e.opts.Firewall.(interface {
+		Packets(context.Context, firewall.Door) (uint64, error)
+	})
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return pc.Packets(ctx, d.fw(firewall.DoorClaimed))
+}
+
+// rearm gives a door whose claimed connection never completed its
+// handshake back to its client for the rest of its waitfor: a spoofed SYN
+// must not take the door for good (spec section 13).
+func (l *doorLoop) rearm(d *door) {
+	e := l.e
+	e.counters.add(ReasonRearmed)
+	e.log.Warn("door claimed by a SYN whose handshake never completed (spoofed?): armed again for the rest of waitfor",
+		"door", d.id, "src", d.key.src, "src_port", d.srcPort, "port", d.key.port)
+	l.apply(d, firewall.DoorArmed, func(err error) {
+		if err != nil {
+			l.firewallFailed(d, "re-arm", err)
+			return
+		}
+		d.state, d.srcPort = DoorArmed, 0
+		l.event(d, DoorArmed, CloseNone)
+		l.schedule(d, d.expires.Add(expiryGrace))
+	})
+}
+
+// checkOpen checks that an open door's connection still exists
+// (CLASSIC-6.6).
+func (l *doorLoop) checkOpen(d *door) {
+	st := ConnNone
+	if l.e.opts.Conns != nil {
+		st = l.e.opts.Conns.State(d.local(), d.remote())
+	}
+	if st.ended() {
+		l.close(d, CloseConnectionEnded)
+		return
+	}
+	l.schedule(d, time.Now().Add(d.settings.Delay2))
+}
+
+// close closes d for why and frees its key.
+func (l *doorLoop) close(d *door, why CloseReason) {
+	l.unschedule(d)
+	wasQueued := d.state == DoorQueued
+	if wasQueued {
+		l.finish(d, why)
+		return
+	}
+	l.apply(d, firewall.DoorClosed, func(err error) {
+		if err != nil {
+			// Fail closed: the door counts as closed, the firewall is asked
+			// again until it lets go (CLASSIC-6.10).
+			l.e.counters.add(ReasonFirewall)
+			l.e.log.Error("firewall: cannot remove a closed door; will retry", "door", d.id, "err", err)
+			l.e.emit(Event{Kind: EventFirewall, Op: "close door " + strconv.FormatUint(d.id, 10), Err: err.Error()})
+			d.retries = retryFirst
+			l.closing[d.id] = d
+			l.schedule(d, time.Now().Add(d.retries))
+		}
+		l.finish(d, why)
+	})
+}
+
+// finish forgets a closed door and frees its key.
+func (l *doorLoop) finish(d *door, why CloseReason) {
+	prev := d.state
+	d.state = DoorClosed
+	delete(l.doors, d.id)
+	if t := l.turns[d.key]; t != nil {
+		for i, q := range t.queue {
+			if q == d {
+				t.queue = append(t.queue[:i:i], t.queue[i+1:]...)
+				break
 			}
 		}
 	}
+	if prev != DoorQueued {
+		l.release(d)
+	} else if t := l.turns[d.key]; t != nil && t.active == nil && len(t.queue) == 0 {
+		delete(l.turns, d.key)
+	}
+	l.event(d, DoorClosed, why)
 }
 
-// synQueue bounds the SYNs queued for one door; more are dropped (a door
-// needs one, and a flood of SYNs must not grow memory).
-const synQueue = 16
-
-// confirmSYN reports whether the kernel let a captured SYN in, for a SYN
-// whose receive time does not tell: capture sees every SYN, also those the
-// firewall dropped. A SYN that got in has a socket (a request socket, then
-// an established one), which may appear a moment after capture saw the
-// SYN, so look a few times.
-func (e *Engine) confirmSYN(ctx context.Context, d *door, sport uint16) bool {
-	if e.opts.Conns == nil {
-		return true
-	}
-	local := netip.AddrPortFrom(d.key.dst, d.key.port)
-	remote := netip.AddrPortFrom(d.key.src, sport)
-	for i := 0; i < 5; i++ {
-		if e.opts.Conns.State(local, remote) != ConnEnded {
-			return true
+// retryClose asks the firewall again to let go of a closed door.
+func (l *doorLoop) retryClose(d *door) {
+	l.pending = append(l.pending, change{d: d, want: d.fw(firewall.DoorClosed), then: func(err error) {
+		if err == nil {
+			delete(l.closing, d.id)
+			l.e.log.Info("firewall: closed door removed after retry", "door", d.id)
+			l.e.emit(Event{Kind: EventFirewall, Op: "close door " + strconv.FormatUint(d.id, 10), Repaired: true})
+			return
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	return false
+		l.e.counters.add(ReasonFirewall)
+		d.retries = min(2*d.retries, retryMax)
+		l.e.log.Error("firewall: closed door still not removed", "door", d.id, "err", err, "next_try", d.retries)
+		l.schedule(d, time.Now().Add(d.retries))
+	}})
 }
 
-// claim gives sport to d unless another door of the same address and port
-// already took it, and stops d waiting for SYNs.
-func (e *Engine) claim(d *door, sport uint16) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, x := range e.doors {
-		if x != d && x.key == d.key && x.srcPort == sport {
-			return false
-		}
-	}
-	d.srcPort = sport
-	e.unwaitLocked(d)
-	return true
+// firewallFailed handles a refused change: the door closes, and whatever
+// the firewall holds for it goes (CLASSIC-6.10).
+func (l *doorLoop) firewallFailed(d *door, op string, err error) {
+	e := l.e
+	e.counters.add(ReasonFirewall)
+	e.log.Error("firewall: cannot "+op+" door; closing it", "door", d.id, "src", d.key.src, "port", d.key.port, "err", err)
+	e.emit(Event{Kind: EventFirewall, Op: op + " door " + strconv.FormatUint(d.id, 10), Err: err.Error()})
+	l.close(d, CloseFirewallError)
 }
 
-func (e *Engine) awaitEstablished(ctx context.Context, s Settings, local, remote netip.AddrPort) bool {
-	if e.opts.Conns == nil {
-		return false
-	}
-	deadline := time.NewTimer(s.Delay1)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		switch e.opts.Conns.State(local, remote) {
-		case ConnEstablished:
-			return true
-		case ConnEnded:
-			// Gone before we looked: it may have come and gone already, or
-			// not exist yet; keep looking until the deadline.
-		}
-		select {
-		case <-deadline.C:
-			return e.opts.Conns.State(local, remote) == ConnEstablished
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
+// apply queues a firewall change for d; then runs after the next flush.
+func (l *doorLoop) apply(d *door, s firewall.DoorState, then func(error)) {
+	l.pending = append(l.pending, change{d: d, want: d.fw(s), then: then})
 }
 
-func (e *Engine) awaitEnd(ctx context.Context, s Settings, local, remote netip.AddrPort) string {
-	every := s.Delay2
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return "shutdown"
-		case <-tick.C:
-			if e.opts.Conns.State(local, remote) == ConnEnded {
-				return "connection-ended"
+// flush applies the queued changes in one batch and runs their
+// continuations, which may queue more (arming the next door of a key).
+func (l *doorLoop) flush() {
+	for round := 0; len(l.pending) > 0 && round < 8; round++ {
+		batch := l.pending
+		l.pending = nil
+		want := make([]firewall.Door, len(batch))
+		for i, c := range batch {
+			want[i] = c.want
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs := l.e.opts.Firewall.Apply(ctx, want)
+		cancel()
+		for i, c := range batch {
+			var err error
+			if i < len(errs) {
+				err = errs[i]
 			}
+			c.then(err)
 		}
 	}
+}
+
+// shutdown closes every door (CLASSIC-6.8).
+func (l *doorLoop) shutdown() {
+	for _, d := range l.doors {
+		l.close(d, CloseShutdown)
+	}
+	l.flush()
+}
+
+// event logs a door's state change and reports it.
+func (l *doorLoop) event(d *door, s DoorState, why CloseReason) {
+	e := l.e
+	ev := Event{Time: e.now(), Kind: EventDoor, Door: d.id, State: s, Src: d.key.src, SrcPort: d.srcPort,
+		Dst: d.key.dst, Port: d.key.port, Group: d.group, Why: why}
+	level := slog.LevelDebug
+	if s == DoorClosed || s == DoorOpen {
+		level = LevelNotice
+	}
+	if e.log.Enabled(context.Background(), level) {
+		attrs := []slog.Attr{slog.Uint64("door", d.id), slog.Any("src", d.key.src), slog.Int("src_port", int(d.srcPort)),
+			slog.Any("dst", netip.AddrPortFrom(d.key.dst, d.key.port)), slog.String("group", d.group)}
+		if s == DoorClosed {
+			attrs = append(attrs, slog.String("why", why.String()))
+		}
+		e.log.LogAttrs(context.Background(), level, "door "+s.String(), attrs...)
+	}
+	e.emit(ev)
+}
+
+// doorHeap orders doors by their next timer.
+type doorHeap []*door
+
+func (h doorHeap) Len() int           { return len(h) }
+func (h doorHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h doorHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *doorHeap) Push(x any) {
+	d := x.(*door)
+	d.heapIdx = len(*h)
+	*h = append(*h, d)
+}
+func (h *doorHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	d.heapIdx = -1
+	return d
 }

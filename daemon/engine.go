@@ -2,11 +2,9 @@ package daemon
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,11 +16,15 @@ import (
 )
 
 // Firewall is what the engine needs of a firewall backend
-// (daemon/firewall's NFTables, IPTables, Script and Fake).
+// (daemon/firewall's NFTables, IPTables, Script and Fake): doors whose state
+// it sets, and the kernel's reports of the SYNs that claim them.
 type Firewall interface {
-	Start(ctx context.Context) error
-	Add(ctx context.Context, r firewall.Rule) error
-	Delete(ctx context.Context, r firewall.Rule) error
+	// Start removes what an earlier run left behind and gets ready;
+	// reports arrive through n from then on.
+	Start(ctx context.Context, n firewall.Notify) error
+	// Apply brings each door to its State, returning one error per door.
+	Apply(ctx context.Context, doors []firewall.Door) []error
+	// Close removes every door and everything the backend added.
 	Close(ctx context.Context) error
 }
 
@@ -40,13 +42,14 @@ type ReplayStore interface {
 // Settings are the parts of doormand.cf the engine acts on. They may change
 // on reload; a door keeps the settings it started with (CLASSIC-6.11).
 type Settings struct {
-	Interface string        // for firewall rules ("any" = no interface match)
-	WaitFor   time.Duration // broad rule lifetime without a SYN (CLASSIC-6.3)
+	Interface string        // for the firewall scripts ("any" = no interface)
+	WaitFor   time.Duration // an armed door's life without a SYN (CLASSIC-6.3)
 	Delay1    time.Duration // handshake wait after the SYN (CLASSIC-6.5)
 	Delay2    time.Duration // connection-ended check interval (CLASSIC-6.6)
-	// SYNFromCapture says the packet source delivers TCP SYNs. When false
-	// (socket capture) a door finds its connection through Conns instead.
-	SYNFromCapture bool
+	// MaxDoors bounds the doors not closed (queued ones included); a knock
+	// that would exceed it is refused before its digest is used. 0 = no
+	// bound of the engine's own.
+	MaxDoors int
 }
 
 // Guests is an immutable guest index, swapped whole on reload.
@@ -84,16 +87,22 @@ func (g *Guests) Fingerprints() func(replay.Fingerprint) bool {
 type Options struct {
 	Settings Settings
 	Guests   *Guests
-	Source   PacketSource
 	Firewall Firewall
-	Replay   ReplayStore
-	Conns    ConnTracker // nil = never established (doors close after Delay1)
-	Logger   *slog.Logger
-	Now      func() time.Time // nil = time.Now
+	// Source and Replay are the capture and the replay store. When Open is
+	// set they may be nil: Run calls Open once the firewall has started
+	// (and removed an earlier run's leftovers, CLASSIC-6.9), so that
+	// nothing is opened before that, and uses what it returns.
+	Source PacketSource
+	Replay ReplayStore
+	Open   func(ctx context.Context) (PacketSource, ReplayStore, error)
+	Conns  ConnTracker // nil = never established (doors close after Delay1)
+	Logger *slog.Logger
+	Now    func() time.Time // nil = time.Now
 	// StatsEvery is the period of the counters log record; 0 = off.
 	StatsEvery time.Duration
-	// OnDoor, if set, is called on every door state change (tests, sim).
-	OnDoor func(DoorEvent)
+	// Events, if set, receives every Event (tests, the event stream). It
+	// is called from the engine's routines and must not block for long.
+	Events func(Event)
 }
 
 // Engine is a running doorman.
@@ -106,19 +115,22 @@ type Engine struct {
 	counters Counters
 	limit    *limiter
 
-	mu      sync.Mutex
-	doors   map[uint64]*door
-	waiting map[doorKey][]*door // broad doors waiting for a SYN, oldest first
-	nextID  uint64
-	stuck   map[firewall.Rule]struct{} // rules whose removal failed, retried
-
-	wg sync.WaitGroup
+	newDoors  chan doorRequest
+	claims    chan firewall.Claim
+	openDoors atomic.Int64 // doors not closed, as the door loop last counted
 }
+
+// Queue sizes between the routines. A full queue makes its producer wait:
+// knocks then wait in the capture's buffer, claims in the kernel's.
+const (
+	newDoorQueue = 1024
+	claimQueue   = 4096
+)
 
 // New returns an engine; Run starts it.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, log: opts.Logger, now: opts.Now,
-		doors: map[uint64]*door{}, waiting: map[doorKey][]*door{}, stuck: map[firewall.Rule]struct{}{}}
+		newDoors: make(chan doorRequest, newDoorQueue), claims: make(chan firewall.Claim, claimQueue)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,245 +157,112 @@ func (e *Engine) Reload(s Settings, g *Guests) {
 	e.guests.Store(g)
 }
 
-// Run prepares the firewall (removing a crashed run's leftovers first,
-// CLASSIC-6.9), serves knocks until ctx ends, then closes every door and
-// removes every rule (CLASSIC-6.8). It closes the packet source on return.
+// notify is how the firewall reports to the engine.
+func (e *Engine) notify() firewall.Notify {
+	return firewall.Notify{
+		Claim: func(c firewall.Claim) { e.claims <- c },
+		Fault: e.firewallFault,
+	}
+}
+
+// firewallFault logs and reports what the firewall found or repaired.
+func (e *Engine) firewallFault(f firewall.Fault) {
+	ev := Event{Time: e.now(), Kind: EventFirewall, Op: f.Op, Repaired: f.Repaired}
+	if f.Err != nil {
+		ev.Err = f.Err.Error()
+	}
+	switch {
+	case f.Repaired:
+		e.log.Warn("firewall repaired", "op", f.Op, "what", ev.Err)
+	default:
+		e.counters.add(ReasonFirewall)
+		if ok, suppressed := e.limit.allow(ReasonFirewall); ok {
+			e.log.Error("firewall fault", "op", f.Op, "err", f.Err, "suppressed_since_last", suppressed)
+		}
+	}
+	e.emit(ev)
+}
+
+// emit reports ev to the Events callback.
+func (e *Engine) emit(ev Event) {
+	if e.opts.Events == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = e.now()
+	}
+	e.opts.Events(ev)
+}
+
+// Run serves until ctx ends, in this order: start the firewall, which
+// first removes a crashed run's leftovers (CLASSIC-6.9); open the source
+// and the replay store (Options.Open); report ready; serve knocks and
+// doors. On the way out it stops reading, closes every door, removes every
+// rule (CLASSIC-6.8) and reports stopped. Every routine it starts has
+// ended when it returns. It closes the packet source.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.opts.Firewall.Start(ctx); err != nil {
-		e.opts.Source.Close()
+	if err := e.opts.Firewall.Start(ctx, e.notify()); err != nil {
+		if e.opts.Source != nil {
+			e.opts.Source.Close()
+		}
 		return fmt.Errorf("firewall start: %w", err)
 	}
-	doorCtx, stopDoors := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopDoors()
+	if e.opts.Open != nil {
+		src, store, err := e.opts.Open(ctx)
+		if err != nil {
+			return errors.Join(err, e.closeFirewall(ctx))
+		}
+		e.opts.Source, e.opts.Replay = src, store
+	}
 
-	go e.routineStats(ctx, e.opts.StatsEvery)
-	go e.routineRetry(ctx)
-
+	var wg sync.WaitGroup
+	stopDoors := make(chan struct{})
+	wg.Add(1)
+	go func() { defer wg.Done(); e.routineDoors(stopDoors) }()
+	statsCtx, stopStats := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() { defer wg.Done(); e.routineStats(statsCtx, e.opts.StatsEvery) }()
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- e.RoutineReceive(doorCtx) }()
+	var recv sync.WaitGroup
+	recv.Add(1)
+	go func() { defer recv.Done(); recvErr <- e.RoutineReceive() }()
 
+	e.emit(Event{Kind: EventReady})
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-recvErr:
-		err = fmt.Errorf("capture: %w", err)
+		if err != nil {
+			err = fmt.Errorf("capture: %w", err)
+		}
 	}
+	// Stop reading first, so no knock opens a door after the doors close.
 	e.opts.Source.Close()
-	stopDoors()
-	e.wg.Wait()
-
-	// Bounded cleanup, even though ctx is done.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	e.retryStuck(cctx)
-	if cerr := e.opts.Firewall.Close(cctx); cerr != nil {
-		e.log.Error("firewall cleanup failed: rules may remain", "err", cerr)
-		err = errors.Join(err, cerr)
-	}
+	recv.Wait()
+	close(stopDoors)
+	stopStats()
+	wg.Wait()
+	err = errors.Join(err, e.closeFirewall(ctx))
+	e.emit(Event{Kind: EventCounters, Counters: e.counters.Snapshot()})
 	e.log.Info("stopped", "packets", &e.counters)
+	e.emit(Event{Kind: EventStopped})
 	return err
 }
 
-// RoutineReceive is the hot path: read, verify, dispatch. It returns when
-// the source fails or is closed.
-func (e *Engine) RoutineReceive(ctx context.Context) error {
-	var p capture.Packet
-	var k protocol.Knock
-	for {
-		if err := e.opts.Source.Read(&p); err != nil {
-			if r, ok := dropReason(err); ok {
-				e.counters.add(r)
-				continue
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if p.Proto == capture.ProtoTCP {
-			e.handleSYN(&p)
-			continue
-		}
-		e.handleKnock(ctx, &p, &k)
+// closeFirewall removes every rule, bounded in time even though ctx may be
+// done.
+func (e *Engine) closeFirewall(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := e.opts.Firewall.Close(cctx); err != nil {
+		e.log.Error("firewall cleanup failed: rules may remain", "err", err)
+		return fmt.Errorf("firewall cleanup: %w", err)
 	}
+	return nil
 }
 
-// dropReason maps the capture's per-packet drop errors to counters; any
-// other error is the source failing.
-func dropReason(err error) (Reason, bool) {
-	switch err {
-	case capture.ErrTruncated:
-		return ReasonTruncated, true
-	case capture.ErrIPOptions:
-		return ReasonIPOptions, true
-	case capture.ErrFragment:
-		return ReasonFragment, true
-	case capture.ErrNotLocal:
-		return ReasonNotLocal, true
-	case capture.ErrNotCandidate:
-		return ReasonNotCandidate, true
-	}
-	return 0, false
-}
-
-// handleKnock runs the checks of CLASSIC-4.1 steps 2-7 on one datagram.
-func (e *Engine) handleKnock(ctx context.Context, p *capture.Packet, k *protocol.Knock) {
-	switch protocol.Sniff(p.Payload) {
-	case protocol.KindModern:
-		e.counters.add(ReasonModern)
-		return
-	case protocol.KindUnknown:
-		// Not a knock at all (a scan, a stray datagram): counted, logged
-		// like any malformed knock since the port should see nothing else.
-		e.reject(ReasonNotClassic, p, nil, "bad packet", slog.String("reason", protocol.ErrNotClassic.Reason),
-			slog.String("head", headHex(p.Payload)))
-		return
-	}
-	if err := protocol.ParseKnock(p.Payload, k); err != nil {
-		var fe *protocol.FieldError
-		errors.As(err, &fe)
-		e.reject(ReasonMalformed, p, nil, "bad packet", slog.String("field", string(fe.Field)),
-			slog.String("reason", fe.Reason), slog.String("head", headHex(p.Payload)))
-		return
-	}
-	g := e.guests.Load().byName[string(k.Group())]
-	if g == nil {
-		e.reject(ReasonUnknownGuest, p, k, "unknown guest")
-		return
-	}
-	switch err := protocol.Verify(k, &g.Guest, p.Src); err {
-	case nil:
-	case protocol.ErrPortNotAllowed:
-		e.reject(ReasonPort, p, k, "guest not registered for port")
-		return
-	case protocol.ErrAddrNotAllowed:
-		e.reject(ReasonAddress, p, k, "guest not registered for address")
-		return
-	default:
-		e.reject(ReasonMAC, p, k, "incorrect secret")
-		return
-	}
-	first, err := e.opts.Replay.Admit(k.MAC, g.fp)
-	switch {
-	case errors.Is(err, protocol.ErrReplay):
-		e.reject(ReasonReplay, p, k, "PROBABLE REPLAY ATTEMPT", slog.Time("first_accepted", first))
-		return
-	case errors.Is(err, protocol.ErrReplayFull):
-		e.counters.add(ReasonReplayFull)
-		e.log.Error("knock refused: replay store full", "src", p.Src, "group", g.Name, "err", err)
-		return
-	case err != nil:
-		e.counters.add(ReasonStoreError)
-		e.log.Error("knock refused: replay store failed", "src", p.Src, "group", g.Name, "err", err)
-		return
-	}
-	e.counters.add(ReasonAccepted)
-	e.log.Log(ctx, LevelNotice, "knock accepted", "src", p.Src, "group", g.Name, "port", k.Port, "dst", p.Dst)
-	e.openDoor(ctx, p.Src, p.Dst, k.Port, g.Name)
-}
-
-// LevelNotice is syslog's NOTICE, between Info and Warn.
-const LevelNotice = slog.LevelInfo + 2
-
-// reject counts a refused knock and logs it, rate-limited (CLASSIC-4.5).
-func (e *Engine) reject(r Reason, p *capture.Packet, k *protocol.Knock, msg string, extra ...slog.Attr) {
-	e.counters.add(r)
-	ok, suppressed := e.limit.allow(r)
-	if !ok {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("reason", r.String()), slog.Any("src", p.Src))
-	if k != nil {
-		attrs = append(attrs, slog.String("group", k.GroupString()), slog.Int("port", int(k.Port)))
-	}
-	attrs = append(attrs, extra...)
-	if suppressed > 0 {
-		attrs = append(attrs, slog.Uint64("suppressed_since_last", suppressed))
-	}
-	e.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
-}
-
-func headHex(b []byte) string {
-	if len(b) > 16 {
-		b = b[:16]
-	}
-	return hex.EncodeToString(b)
-}
-
-// handleSYN offers a SYN to every broad door waiting for one from that
-// address to that port; each door checks with the kernel that the SYN got
-// in and claims its source port (see confirmSYN and claim).
-func (e *Engine) handleSYN(p *capture.Packet) {
-	key := doorKey{src: p.Src, dst: p.Dst, port: p.DstPort}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	q := e.waiting[key]
-	if len(q) == 0 {
-		return
-	}
-	e.counters.add(ReasonSYN)
-	for _, d := range q {
-		select {
-		case d.syn <- synEvent{port: p.SrcPort, at: p.Time}:
-		default: // queue full: this door has plenty to look at
-		}
-	}
-}
-
-// routineRetry retries removing rules whose removal failed (CLASSIC-6.10).
-func (e *Engine) routineRetry(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			e.retryStuck(ctx)
-		}
-	}
-}
-
-func (e *Engine) retryStuck(ctx context.Context) {
-	e.mu.Lock()
-	rules := make([]firewall.Rule, 0, len(e.stuck))
-	for r := range e.stuck {
-		rules = append(rules, r)
-	}
-	e.mu.Unlock()
-	for _, r := range rules {
-		if err := e.opts.Firewall.Delete(ctx, r); err != nil {
-			e.log.Error("firewall rule still not removed", "rule", r.String(), "err", err)
-			continue
-		}
-		e.log.Info("firewall rule removed after retry", "rule", r.String())
-		e.mu.Lock()
-		delete(e.stuck, r)
-		e.mu.Unlock()
-	}
-}
+// ShutdownTimeout bounds how long shutdown may take to remove rules.
+const ShutdownTimeout = 30 * time.Second
 
 // OpenDoors returns the number of doors not yet closed.
-func (e *Engine) OpenDoors() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.doors)
-}
-
-// Doors returns a snapshot of the open doors.
-func (e *Engine) Doors() []DoorInfo {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]DoorInfo, 0, len(e.doors))
-	for _, d := range e.doors {
-		out = append(out, d.info())
-	}
-	return out
-}
-
-// doorKey identifies where a door's SYN comes from and goes to.
-type doorKey struct {
-	src, dst netip.Addr
-	port     uint16
-}
+func (e *Engine) OpenDoors() int { return int(e.openDoors.Load()) }

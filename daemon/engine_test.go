@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -61,17 +62,6 @@ func (f *fakeConns) State(local, remote netip.AddrPort) ConnState {
 	return f.m[[2]netip.AddrPort{local, remote}]
 }
 
-func (f *fakeConns) FindFrom(local netip.AddrPort, src netip.Addr) (uint16, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for k := range f.m {
-		if k[0] == local && k[1].Addr() == src {
-			return k[1].Port(), true
-		}
-	}
-	return 0, false
-}
-
 var (
 	server = netip.MustParseAddr("198.18.0.1")
 	client = netip.MustParseAddr("198.18.0.2")
@@ -86,10 +76,17 @@ type harness struct {
 	conns  *fakeConns
 	store  *replay.Store
 	eng    *Engine
-	events chan DoorEvent
+	events chan Event
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
+}
+
+func alice() []protocol.Guest {
+	return []protocol.Guest{{
+		Name: "alice", Secret: protocol.Secret("s3cretKnock"), Ports: []uint16{22, 2222},
+		Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")},
+	}}
 }
 
 func newHarness(t *testing.T, s Settings) *harness {
@@ -99,17 +96,26 @@ func newHarness(t *testing.T, s Settings) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, src: newChanSource(), fw: firewall.NewFake(), conns: &fakeConns{}, store: store,
-		events: make(chan DoorEvent, 64), done: make(chan error, 1)}
-	guests := NewGuests([]protocol.Guest{{
-		Name: "alice", Secret: protocol.Secret("s3cretKnock"), Ports: []uint16{22, 2222},
-		Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")},
-	}})
-	h.eng = New(Options{Settings: s, Guests: guests, Source: h.src, Firewall: h.fw, Replay: store, Conns: h.conns,
-		OnDoor: func(e DoorEvent) { h.events <- e }})
+		events: make(chan Event, 256), done: make(chan error, 1)}
+	ready := make(chan struct{})
+	h.eng = New(Options{Settings: s, Guests: NewGuests(alice()), Source: h.src, Firewall: h.fw, Replay: store, Conns: h.conns,
+		Events: func(e Event) {
+			switch e.Kind {
+			case EventReady:
+				close(ready)
+			case EventDoor:
+				h.events <- e
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- h.eng.Run(ctx) }()
 	t.Cleanup(func() { h.stop(); store.Close() })
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine never ready")
+	}
 	return h
 }
 
@@ -117,7 +123,10 @@ func (h *harness) stop() {
 	h.once.Do(func() {
 		h.cancel()
 		select {
-		case <-h.done:
+		case err := <-h.done:
+			if err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			h.t.Error("engine did not stop")
 		}
@@ -125,11 +134,11 @@ func (h *harness) stop() {
 }
 
 func settings() Settings {
-	return Settings{Interface: "eth0", WaitFor: 200 * time.Millisecond, Delay1: 300 * time.Millisecond,
-		Delay2: 20 * time.Millisecond, SYNFromCapture: true}
+	return Settings{Interface: "eth0", WaitFor: 300 * time.Millisecond, Delay1: 200 * time.Millisecond,
+		Delay2: 20 * time.Millisecond}
 }
 
-func knock(t *testing.T, port uint16, group, secret string) []byte {
+func knock(t testing.TB, port uint16, group, secret string) []byte {
 	k, err := protocol.NewKnock(port, group, rand.Uint32(), []byte(secret))
 	if err != nil {
 		t.Fatal(err)
@@ -138,27 +147,55 @@ func knock(t *testing.T, port uint16, group, secret string) []byte {
 }
 
 func (h *harness) sendUDP(src netip.Addr, payload []byte) {
-	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: 40000, DstPort: 1001, Proto: capture.ProtoUDP,
-		Payload: payload}
+	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: 40000, DstPort: 1001, Payload: payload}
 }
 
-func (h *harness) sendSYN(src netip.Addr, sport, dport uint16) {
-	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: sport, DstPort: dport, Proto: capture.ProtoTCP,
-		TCPFlags: capture.TCPFlagSYN}
+// claim plays the kernel: the SYN from src:sport to port claimed a door.
+func (h *harness) claim(src netip.Addr, sport, port uint16) {
+	h.fw.Claim(firewall.Claim{Src: src, Dst: server, SrcPort: sport, Port: port, Time: time.Now()})
 }
 
-func (h *harness) expect(state DoorState) DoorEvent {
+func (h *harness) expect(state DoorState) Event {
 	h.t.Helper()
 	select {
 	case e := <-h.events:
 		if e.State != state {
-			h.t.Fatalf("door event %v (%s), want %v", e.State, e.Why, state)
+			h.t.Fatalf("door %d event %v (%v), want %v", e.Door, e.State, e.Why, state)
 		}
 		return e
 	case <-time.After(5 * time.Second):
 		h.t.Fatalf("no door event, want %v", state)
 	}
-	return DoorEvent{}
+	return Event{}
+}
+
+// expectEach waits for one event of each state, in any order.
+func (h *harness) expectEach(states ...DoorState) {
+	h.t.Helper()
+	want := map[DoorState]int{}
+	for _, s := range states {
+		want[s]++
+	}
+	for range states {
+		select {
+		case e := <-h.events:
+			if want[e.State] == 0 {
+				h.t.Fatalf("door %d event %v (%v), want %v", e.Door, e.State, e.Why, states)
+			}
+			want[e.State]--
+		case <-time.After(5 * time.Second):
+			h.t.Fatalf("missing door events, want %v", states)
+		}
+	}
+}
+
+func (h *harness) expectClosed(why CloseReason) Event {
+	h.t.Helper()
+	e := h.expect(DoorClosed)
+	if e.Why != why {
+		h.t.Fatalf("door %d closed because %v, want %v", e.Door, e.Why, why)
+	}
+	return e
 }
 
 func (h *harness) noEvent(wait time.Duration) {
@@ -170,17 +207,19 @@ func (h *harness) noEvent(wait time.Duration) {
 	}
 }
 
-func rulesEqual(t *testing.T, fw *firewall.Fake, want ...firewall.Rule) {
+// fwDoors asserts what the firewall holds.
+func fwDoors(t *testing.T, fw *firewall.Fake, want ...firewall.DoorState) []firewall.Door {
 	t.Helper()
-	got := fw.Rules()
+	got := fw.Doors()
 	if len(got) != len(want) {
-		t.Fatalf("rules %v, want %v", got, want)
+		t.Fatalf("firewall holds %+v, want states %v", got, want)
 	}
 	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("rules %v, want %v", got, want)
+		if got[i].State != want[i] {
+			t.Fatalf("firewall holds %+v, want states %v", got, want)
 		}
 	}
+	return got
 }
 
 // TestDoorLifecycle walks one door through every state (CLASSIC-6.1,
@@ -189,93 +228,128 @@ func rulesEqual(t *testing.T, fw *firewall.Fake, want ...firewall.Rule) {
 func TestDoorLifecycle(t *testing.T) {
 	h := newHarness(t, settings())
 	h.sendUDP(client, knock(t, 2222, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	broad := firewall.Rule{Iface: "eth0", Src: client, Dst: server, DstPort: 2222}
-	rulesEqual(t, h.fw, broad)
+	h.expect(DoorArmed)
+	d := fwDoors(t, h.fw, firewall.DoorArmed)[0]
+	if d.Src != client || d.Dst != server || d.Port != 2222 || d.SrcPort != 0 || d.Iface != "eth0" {
+		t.Fatalf("armed %+v", d)
+	}
 
 	local, remote := netip.AddrPortFrom(server, 2222), netip.AddrPortFrom(client, 50000)
 	h.conns.set(local, remote, ConnEstablished)
-	h.sendSYN(client, 50000, 2222)
-	h.sendSYN(client, 50001, 2222) // a second SYN goes to no door
-	e := h.expect(DoorNarrow)
-	if e.SrcPort != 50000 {
-		t.Fatalf("narrow for source port %d, want the first SYN's 50000", e.SrcPort)
+	h.claim(client, 50000, 2222)
+	if e := h.expect(DoorNarrow); e.SrcPort != 50000 {
+		t.Fatalf("narrow to %d", e.SrcPort)
 	}
-	narrow := broad
-	narrow.SrcPort = 50000
-	rulesEqual(t, h.fw, narrow)
 	h.expect(DoorOpen)
-	// Narrow added before broad removed (CLASSIC-6.4).
-	calls := h.fw.Calls()
-	if len(calls) < 3 || calls[1].Op != "add" || calls[1].Rule != narrow || calls[2].Op != "delete" || calls[2].Rule != broad {
-		t.Fatalf("calls %+v: want add narrow then delete broad", calls)
+	if d := fwDoors(t, h.fw, firewall.DoorNarrow)[0]; d.SrcPort != 50000 {
+		t.Fatalf("narrow door %+v", d)
 	}
-	h.conns.set(local, remote, ConnEnded)
-	if e := h.expect(DoorClosed); e.Why != "connection-ended" {
-		t.Fatalf("closed because %q", e.Why)
+	h.noEvent(100 * time.Millisecond) // still open while the connection lives
+	h.conns.set(local, remote, ConnClosed)
+	h.expectClosed(CloseConnectionEnded)
+	fwDoors(t, h.fw)
+	if h.eng.OpenDoors() != 0 {
+		t.Fatalf("open doors %d", h.eng.OpenDoors())
 	}
-	rulesEqual(t, h.fw)
 }
 
-// TestWaitforExpiry: no SYN, broad rule removed after waitfor (CLASSIC-6.3).
+// TestWaitforExpiry: nobody comes, the door closes (CLASSIC-6.3).
 func TestWaitforExpiry(t *testing.T) {
 	h := newHarness(t, settings())
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	if e := h.expect(DoorClosed); e.Why != "waitfor" {
-		t.Fatalf("closed because %q", e.Why)
-	}
-	rulesEqual(t, h.fw)
+	h.expect(DoorArmed)
+	h.expectClosed(CloseWaitFor)
+	fwDoors(t, h.fw)
 }
 
-// TestNotEstablished: a SYN whose connection never establishes closes the
-// door after connection-delay-1 (CLASSIC-6.5).
-func TestNotEstablished(t *testing.T) {
-	h := newHarness(t, settings())
+// TestSpoofedClaimRearmed: a SYN claims the door but nothing follows it
+// up (a blind spoof): after connection-delay-1 the door is armed again for
+// the rest of waitfor, and the real client gets in.
+func TestSpoofedClaimRearmed(t *testing.T) {
+	h := newHarness(t, Settings{WaitFor: 2 * time.Second, Delay1: 100 * time.Millisecond, Delay2: 20 * time.Millisecond})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 50000), ConnHandshake)
-	h.sendSYN(client, 50000, 22)
+	h.expect(DoorArmed)
+	h.claim(client, 666, 22)
+	e := h.expect(DoorNarrow)
+	h.fw.SetPackets(e.Door, 1) // the spoofed SYN alone
+	h.expect(DoorArmed)
+	fwDoors(t, h.fw, firewall.DoorArmed)
+	if h.eng.Counters().Get(ReasonRearmed) != 1 {
+		t.Fatal("re-arm not counted")
+	}
+	local := netip.AddrPortFrom(server, 22)
+	h.conns.set(local, netip.AddrPortFrom(client, 4242), ConnEstablished)
+	h.claim(client, 4242, 22)
 	h.expect(DoorNarrow)
-	if e := h.expect(DoorClosed); e.Why != "not-established" {
-		t.Fatalf("closed because %q", e.Why)
-	}
-	rulesEqual(t, h.fw)
+	h.expect(DoorOpen)
 }
 
-// TestDroppedSYNIgnored: a SYN the kernel dropped (it came before the broad
-// rule, or capture read it late) has no socket and must not narrow the door
-// to a dead port; the next SYN that got in does (CLASSIC-6.4).
-func TestDroppedSYNIgnored(t *testing.T) {
-	h := newHarness(t, settings())
+// TestShortConnection: a connection that came and went between two looks
+// at the kernel's table still ends its door, without re-arming it: its
+// packets tell it from a spoof (CLASSIC-6.2).
+func TestShortConnection(t *testing.T) {
+	h := newHarness(t, Settings{WaitFor: 5 * time.Second, Delay1: 100 * time.Millisecond, Delay2: 20 * time.Millisecond})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	h.sendSYN(client, 40000, 22) // no socket: dropped
-	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 40001), ConnEstablished)
-	h.sendSYN(client, 40001, 22)
-	if e := h.expect(DoorNarrow); e.SrcPort != 40001 {
-		t.Fatalf("narrowed to %d, want 40001", e.SrcPort)
+	h.expect(DoorArmed)
+	h.claim(client, 5000, 22)
+	e := h.expect(DoorNarrow)
+	h.fw.SetPackets(e.Door, 5)
+	h.expectClosed(CloseConnectionEnded)
+	fwDoors(t, h.fw)
+}
+
+// TestNotEstablished: the handshake never completes and waitfor is over:
+// the door closes (CLASSIC-6.5).
+func TestNotEstablished(t *testing.T) {
+	h := newHarness(t, Settings{WaitFor: 50 * time.Millisecond, Delay1: 200 * time.Millisecond, Delay2: 20 * time.Millisecond})
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expect(DoorArmed)
+	h.claim(client, 5000, 22)
+	h.expect(DoorNarrow)
+	h.expectClosed(CloseNotEstablished)
+	fwDoors(t, h.fw)
+}
+
+// TestTwoDoorsTakeTurns: two knocks of one client for one port give two
+// doors, each with its own connection (CLASSIC-6.7); the second waits
+// until the first is claimed and established.
+func TestTwoDoorsTakeTurns(t *testing.T) {
+	h := newHarness(t, Settings{Interface: "any", WaitFor: 5 * time.Second, Delay1: time.Second, Delay2: 20 * time.Millisecond})
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expectEach(DoorArmed, DoorQueued)
+	fwDoors(t, h.fw, firewall.DoorArmed)
+	local := netip.AddrPortFrom(server, 22)
+	h.conns.set(local, netip.AddrPortFrom(client, 1111), ConnEstablished)
+	h.conns.set(local, netip.AddrPortFrom(client, 2222), ConnEstablished)
+	h.claim(client, 1111, 22)
+	h.expect(DoorNarrow)
+	h.expect(DoorOpen)
+	second := h.expect(DoorArmed)
+	h.claim(client, 2222, 22)
+	if e := h.expect(DoorNarrow); e.Door != second.Door || e.SrcPort != 2222 {
+		t.Fatalf("second door narrow %+v", e)
+	}
+	h.expect(DoorOpen)
+	for _, d := range fwDoors(t, h.fw, firewall.DoorNarrow, firewall.DoorNarrow) {
+		if d.Iface != "" {
+			t.Fatalf("door %+v names an interface for \"any\"", d)
+		}
 	}
 }
 
-// TestSYNReceiveTime: with kernel receive times, a SYN received before the
-// broad rule was being added is ignored even if the kernel table has its
-// port (say, from a later retry), and one received after the rule was in
-// force is taken without asking the kernel (CLASSIC-6.4).
-func TestSYNReceiveTime(t *testing.T) {
+// TestLateClaim: a claim for a door that closed is counted and ignored.
+func TestLateClaim(t *testing.T) {
 	h := newHarness(t, settings())
-	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 40000), ConnEstablished)
-	syn := func(sport uint16, at time.Time) {
-		h.src.ch <- capture.Packet{Src: client, Dst: server, SrcPort: sport, DstPort: 22, Proto: capture.ProtoTCP,
-			TCPFlags: capture.TCPFlagSYN, Time: at}
+	h.claim(client, 1234, 22)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.eng.Counters().Get(ReasonLateClaim) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("late claim not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	syn(40000, time.Now().Add(-time.Hour))
-	syn(40001, time.Now().Add(time.Hour))
-	if e := h.expect(DoorNarrow); e.SrcPort != 40001 {
-		t.Fatalf("narrowed to %d, want 40001", e.SrcPort)
-	}
+	h.noEvent(50 * time.Millisecond)
 }
 
 // TestRejections: each failed check is counted under its reason and opens
@@ -289,7 +363,7 @@ func TestRejections(t *testing.T) {
 		reason  Reason
 	}{
 		{client, []byte("2222 somebody 1234567890"), ReasonMalformed}, // crashed 0.81
-		{client, []byte("hello"), ReasonNotClassic},
+		{client, []byte("hello"), ReasonNotKnock},
 		{client, append([]byte{protocol.ModernMagic}, valid[1:]...), ReasonModern},
 		{client, knock(t, 22, "mallory", "x"), ReasonUnknownGuest},
 		{client, knock(t, 80, "alice", "s3cretKnock"), ReasonPort},
@@ -300,7 +374,7 @@ func TestRejections(t *testing.T) {
 		h.sendUDP(c.src, c.payload)
 	}
 	h.sendUDP(client, valid) // still served after all that (CLASSIC-4.8)
-	h.expect(DoorBroad)
+	h.expect(DoorArmed)
 	for _, c := range cases {
 		if h.eng.Counters().Get(c.reason) == 0 {
 			t.Errorf("reason %v not counted", c.reason)
@@ -315,7 +389,7 @@ func TestReplayRefused(t *testing.T) {
 	h := newHarness(t, settings())
 	p := knock(t, 22, "alice", "s3cretKnock")
 	h.sendUDP(client, p)
-	h.expect(DoorBroad)
+	h.expect(DoorArmed)
 	h.sendUDP(client, p)
 	h.sendUDP(other, p)
 	upper := append([]byte(nil), p...)
@@ -325,74 +399,67 @@ func TestReplayRefused(t *testing.T) {
 		}
 	}
 	h.sendUDP(other, upper) // a case variant is the same knock (CLASSIC-2.5)
-	h.expect(DoorClosed)    // waitfor of the first door
+	h.expectClosed(CloseWaitFor)
 	h.noEvent(100 * time.Millisecond)
 	if n := h.eng.Counters().Get(ReasonReplay); n != 3 {
 		t.Fatalf("replays counted %d, want 3", n)
 	}
 }
 
-// TestTwoDoorsIndependent: two knocks, two doors, each its own connection
-// (CLASSIC-6.7).
-func TestTwoDoorsIndependent(t *testing.T) {
-	h := newHarness(t, Settings{Interface: "any", WaitFor: 5 * time.Second, Delay1: time.Second,
-		Delay2: 20 * time.Millisecond, SYNFromCapture: true})
+// TestMaxDoors: a knock beyond max-doors is refused before its digest is
+// used, so it works once a door closed.
+func TestMaxDoors(t *testing.T) {
+	s := settings()
+	s.MaxDoors = 1
+	h := newHarness(t, s)
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	h.expect(DoorBroad)
-	local := netip.AddrPortFrom(server, 22)
-	h.conns.set(local, netip.AddrPortFrom(client, 1111), ConnEstablished)
-	h.conns.set(local, netip.AddrPortFrom(client, 2222), ConnEstablished)
-	h.sendSYN(client, 1111, 22)
-	h.sendSYN(client, 2222, 22)
-	ports := map[uint16]bool{}
-	for range 2 {
-		ports[h.expect(DoorNarrow).SrcPort] = true
-		h.expect(DoorOpen)
+	h.expect(DoorArmed)
+	second := knock(t, 2222, "alice", "s3cretKnock")
+	h.sendUDP(client, second)
+	h.expectClosed(CloseWaitFor)
+	if h.eng.Counters().Get(ReasonTooManyDoors) != 1 {
+		t.Fatal("refusal for room not counted")
 	}
-	if !ports[1111] || !ports[2222] {
-		t.Fatalf("narrow doors for %v", ports)
-	}
-	if r := h.fw.Rules(); len(r) != 2 || r[0].Iface != "" {
-		t.Fatalf("rules %v: want two narrow rules without interface match for \"any\"", r)
-	}
+	h.sendUDP(client, second)
+	h.expect(DoorArmed)
 }
 
-// TestShutdownClosesDoors: stopping removes every rule (CLASSIC-6.8).
+// TestShutdownClosesDoors: stopping closes every door and removes every
+// rule (CLASSIC-6.8).
 func TestShutdownClosesDoors(t *testing.T) {
-	h := newHarness(t, Settings{WaitFor: time.Minute, SYNFromCapture: true})
+	h := newHarness(t, Settings{WaitFor: time.Minute, Delay1: time.Second, Delay2: time.Second})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expectEach(DoorArmed, DoorQueued)
 	h.stop()
-	if e := h.expect(DoorClosed); e.Why != "shutdown" {
-		t.Fatalf("closed because %q", e.Why)
+	h.expectClosed(CloseShutdown)
+	h.expectClosed(CloseShutdown)
+	if n := len(h.fw.Calls()); n == 0 {
+		t.Fatal("no firewall calls")
 	}
-	rulesEqual(t, h.fw)
+	if d := h.fw.Doors(); len(d) != 0 {
+		t.Fatalf("doors left: %+v", d)
+	}
 }
 
-// TestFirewallErrors: a failed add is logged and the next knock still
-// works; a failed delete is retried until it succeeds (CLASSIC-6.10).
+// TestFirewallErrors: a refused arm closes the door and the next knock
+// still works; a refused close is retried until it goes (CLASSIC-6.10).
 func TestFirewallErrors(t *testing.T) {
 	h := newHarness(t, settings())
-	h.fw.FailNext(errors.New("injected add failure"))
+	h.fw.FailNext(errors.New("injected arm failure"))
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	if e := h.expect(DoorClosed); e.Why != "firewall-error" {
-		t.Fatalf("closed because %q", e.Why)
-	}
-	rulesEqual(t, h.fw)
+	h.expectClosed(CloseFirewallError)
+	fwDoors(t, h.fw)
 
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
-	h.fw.FailNext(errors.New("injected delete failure"))
-	h.expect(DoorClosed) // waitfor; the delete failed
-	if len(h.fw.Rules()) != 1 {
-		t.Fatalf("rules %v: the failed delete should have left the broad rule", h.fw.Rules())
-	}
+	h.expect(DoorArmed)
+	h.fw.FailNext(errors.New("injected close failure"))
+	h.expectClosed(CloseWaitFor)
+	fwDoors(t, h.fw, firewall.DoorArmed) // the close failed
 	deadline := time.Now().Add(10 * time.Second)
-	for len(h.fw.Rules()) != 0 {
+	for len(h.fw.Doors()) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("stuck rule never retried")
+			t.Fatal("refused close never retried")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -401,15 +468,15 @@ func TestFirewallErrors(t *testing.T) {
 // TestReloadKeepsDoors: a reload changes guests at once and leaves open
 // doors alone (CLASSIC-6.11).
 func TestReloadKeepsDoors(t *testing.T) {
-	h := newHarness(t, Settings{WaitFor: time.Minute, SYNFromCapture: true})
+	h := newHarness(t, Settings{WaitFor: time.Minute, Delay1: time.Second, Delay2: time.Second})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
+	h.expect(DoorArmed)
 	h.eng.Reload(settings(), NewGuests([]protocol.Guest{{Name: "bob", Secret: protocol.Secret("b0b"),
-		Ports: []uint16{22}, Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}}))
-	h.sendUDP(client, knock(t, 22, "bob", "b0b"))
-	h.expect(DoorBroad)
+		Ports: []uint16{2222}, Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}}))
+	h.sendUDP(client, knock(t, 2222, "bob", "b0b"))
+	h.expect(DoorArmed)
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorClosed) // bob's door, after the new 200 ms waitfor
+	h.expectClosed(CloseWaitFor) // bob's door, after the new waitfor
 	h.noEvent(300 * time.Millisecond)
 	if h.eng.OpenDoors() != 1 {
 		t.Fatalf("open doors %d, want alice's door still open", h.eng.OpenDoors())
@@ -434,22 +501,87 @@ func TestJunkNeverCrashes(t *testing.T) {
 		h.sendUDP(client, b)
 	}
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
-	h.expect(DoorBroad)
+	h.expect(DoorArmed)
 }
 
-// BenchmarkVerifyPipeline measures the engine's per-knock cost for junk
-// and for valid-format knocks with a bad MAC, without I/O.
+// TestEventJSON pins the event stream's schema (README, "Event stream").
+func TestEventJSON(t *testing.T) {
+	at := time.Date(2026, 11, 30, 4, 0, 0, 5, time.UTC)
+	for _, tc := range []struct {
+		e    Event
+		want string
+	}{
+		{Event{Time: at, Kind: EventReady}, `{"event":"ready","time":"2026-11-30T04:00:00.000000005Z"}`},
+		{Event{Time: at, Kind: EventKnock, Verdict: ReasonAccepted, Protocol: "classic", Src: client, Dst: server, Group: "alice", Port: 22},
+			`{"dst":"198.18.0.1","event":"knock","group":"alice","port":22,"protocol":"classic","src":"198.18.0.2","time":"2026-11-30T04:00:00.000000005Z","verdict":"accepted"}`},
+		{Event{Time: at, Kind: EventKnock, Verdict: ReasonReplay, Protocol: "classic", Src: client, Dst: server},
+			`{"dst":"198.18.0.1","event":"knock","protocol":"classic","reason":"replay","src":"198.18.0.2","time":"2026-11-30T04:00:00.000000005Z","verdict":"rejected"}`},
+		{Event{Time: at, Kind: EventDoor, Door: 3, State: DoorClosed, Why: CloseWaitFor, Src: client, Dst: server, Port: 22, Group: "alice"},
+			`{"door":3,"dst":"198.18.0.1","event":"door","group":"alice","port":22,"src":"198.18.0.2","src_port":0,"state":"closed","time":"2026-11-30T04:00:00.000000005Z","why":"waitfor"}`},
+		{Event{Time: at, Kind: EventReload, Err: "bad line"}, `{"error":"bad line","event":"reload","ok":false,"time":"2026-11-30T04:00:00.000000005Z"}`},
+		{Event{Time: at, Kind: EventFirewall, Op: "restore table", Repaired: true}, `{"event":"firewall","op":"restore table","repaired":true,"time":"2026-11-30T04:00:00.000000005Z"}`},
+		{Event{Time: at, Kind: EventCounters, Counters: map[string]uint64{"replay": 2}, OpenDoors: 1},
+			`{"counters":{"replay":2},"event":"counters","open_doors":1,"time":"2026-11-30T04:00:00.000000005Z"}`},
+		{Event{Time: at, Kind: EventStopped}, `{"event":"stopped","time":"2026-11-30T04:00:00.000000005Z"}`},
+	} {
+		b, err := tc.e.MarshalJSON()
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%v:\n got %s (%v)\nwant %s", tc.e.Kind, b, err, tc.want)
+		}
+	}
+}
+
+// BenchmarkVerifyPipeline measures the engine's per-knock cost for
+// valid-format knocks with a bad MAC, without I/O.
 func BenchmarkVerifyPipeline(b *testing.B) {
-	guests := NewGuests([]protocol.Guest{{Name: "alice", Secret: protocol.Secret("s3cretKnock"),
-		Ports: []uint16{22}, Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}})
-	e := New(Options{Guests: guests})
+	e := New(Options{Guests: NewGuests(alice())})
 	e.limit.rate, e.limit.burst = 0, 0
 	k, _ := protocol.NewKnock(22, "alice", 7, []byte("wrong"))
-	p := capture.Packet{Src: client, Dst: server, Proto: capture.ProtoUDP, DstPort: 1001, Payload: k.AppendPayload(nil)}
+	p := capture.Packet{Src: client, Dst: server, DstPort: 1001, Payload: k.AppendPayload(nil)}
 	var kk protocol.Knock
 	b.ReportAllocs()
 	for b.Loop() {
-		e.handleKnock(context.Background(), &p, &kk)
+		e.handleKnock(&p, &kk)
+	}
+}
+
+// TestDoorMemory arms many doors through the door loop, with the Fake
+// firewall, and prints what a door costs the engine:
+//
+//	go test ./daemon -run DoorMemory -v
+func TestDoorMemory(t *testing.T) {
+	const n = 20000
+	fw := firewall.NewFake()
+	e := New(Options{Settings: Settings{WaitFor: time.Hour, Delay1: time.Second, Delay2: time.Second}, Firewall: fw})
+	if err := fw.Start(context.Background(), e.notify()); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	go func() { e.routineDoors(stop); close(done) }()
+	now := time.Now()
+	for i := range n {
+		e.newDoors <- doorRequest{src: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), dst: server, port: 22, group: "alice", at: now}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.OpenDoors() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d doors open", e.OpenDoors(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	fwHeld := len(fw.Doors())
+	close(stop)
+	<-done
+	perDoor := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d doors: the engine and the Fake firewall hold %d bytes a door (the Fake's own record included; %d doors held)", n, perDoor, fwHeld)
+	if perDoor > 2048 {
+		t.Errorf("%d bytes a door, want under 2 KB", perDoor)
 	}
 }
 
@@ -475,24 +607,38 @@ func TestFrameDropsCounted(t *testing.T) {
 	src := &errSource{chanSource: newChanSource(), errs: []error{capture.ErrIPOptions, capture.ErrFragment,
 		capture.ErrFragment, capture.ErrNotLocal, capture.ErrTruncated, capture.ErrNotCandidate}}
 	eng := New(Options{Settings: settings(), Source: src, Firewall: firewall.NewFake()})
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- eng.RoutineReceive(ctx) }()
-	src.ch <- capture.Packet{Src: client, Dst: server, Proto: capture.ProtoUDP, DstPort: 1001, Payload: []byte("junk")}
+	go func() { done <- eng.RoutineReceive() }()
+	src.ch <- capture.Packet{Src: client, Dst: server, DstPort: 1001, Payload: []byte("junk")}
 	deadline := time.Now().Add(5 * time.Second)
-	for eng.Counters().Get(ReasonNotClassic) == 0 && time.Now().Before(deadline) {
+	for eng.Counters().Get(ReasonNotKnock) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
 	src.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("RoutineReceive: %v", err)
 	}
 	want := map[Reason]uint64{ReasonIPOptions: 1, ReasonFragment: 2, ReasonNotLocal: 1, ReasonTruncated: 1,
-		ReasonNotCandidate: 1, ReasonNotClassic: 1}
+		ReasonNotCandidate: 1, ReasonNotKnock: 1}
 	for r, n := range want {
 		if got := eng.Counters().Get(r); got != n {
 			t.Errorf("%v counted %d, want %d", r, got, n)
 		}
+	}
+}
+
+// TestCaptureFailureEndsRun: a source that fails ends Run with its error,
+// after every door closed and the firewall closed.
+func TestCaptureFailureEndsRun(t *testing.T) {
+	boom := errors.New("network is gone")
+	src := &errSource{chanSource: newChanSource(), errs: []error{boom}}
+	fw := firewall.NewFake()
+	eng := New(Options{Settings: settings(), Source: src, Firewall: fw})
+	err := eng.Run(context.Background())
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run: %v, want the source's error", err)
+	}
+	if d := fw.Doors(); len(d) != 0 {
+		t.Fatalf("doors after Run: %+v", d)
 	}
 }

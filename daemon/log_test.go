@@ -45,9 +45,13 @@ func TestLogRecords(t *testing.T) {
 	}
 	defer store.Close()
 	src := newChanSource()
-	events := make(chan DoorEvent, 8)
+	events := make(chan Event, 8)
 	eng := New(Options{Settings: settings(), Source: src, Firewall: firewall.NewFake(), Replay: store,
-		Conns: &fakeConns{}, Logger: log, OnDoor: func(e DoorEvent) { events <- e },
+		Conns: &fakeConns{}, Logger: log, Events: func(e Event) {
+			if e.Kind == EventDoor {
+				events <- e
+			}
+		},
 		Guests: NewGuests([]protocol.Guest{{Name: "alice", Secret: protocol.Secret("s3cretKnock"),
 			Ports: []uint16{22}, Nets: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}})})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,16 +61,16 @@ func TestLogRecords(t *testing.T) {
 
 	send := func(from string, p []byte) {
 		src.ch <- capture.Packet{Src: netip.MustParseAddr(from), Dst: server, SrcPort: 1, DstPort: 1001,
-			Proto: capture.ProtoUDP, Payload: p}
+			Payload: p}
 	}
 	good := knock(t, 22, "alice", "s3cretKnock")
 	send("198.18.0.2", []byte("2222 alice 19002160x7 6e5df0a5edc4d12ba369070be523e0d2"))
 	send("198.18.0.3", knock(t, 22, "alice", "wrong"))
 	send("198.18.0.2", good)
-	<-events // broad
+	<-events // armed
 	send("198.18.0.4", good)
 	for range 200 {
-		send("198.18.0.5", []byte("junk junk junk"))
+		send("198.18.0.5", []byte("2 junk junk junk"))
 	}
 	send("198.18.0.2", knock(t, 22, "mallory", "x"))
 	deadline := time.Now().Add(5 * time.Second)
@@ -75,7 +79,7 @@ func TestLogRecords(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	for range 20 {
-		send("198.18.0.5", []byte("junk junk junk"))
+		send("198.18.0.5", []byte("2 junk junk junk"))
 	}
 	time.Sleep(100 * time.Millisecond)
 	out := buf.String()
@@ -111,13 +115,13 @@ func TestLogRecords(t *testing.T) {
 	if rep := find("PROBABLE REPLAY ATTEMPT"); !strings.Contains(rep, "first_accepted=") || !strings.Contains(rep, "src=198.18.0.4") {
 		t.Errorf("replay record: %s", rep)
 	}
-	if n := strings.Count(out, "reason=not-classic"); n >= 200 || n == 0 {
-		t.Errorf("%d records for 220 junk datagrams: want some, rate-limited", n)
+	if n := strings.Count(out, "reason=malformed"); n >= 200 || n == 0 {
+		t.Errorf("%d records for 220 malformed datagrams: want some, rate-limited", n)
 	}
 	if !strings.Contains(out, "suppressed_since_last=") {
 		t.Error("no record reports how many were suppressed")
 	}
-	if eng.Counters().Get(ReasonNotClassic) != 220 {
-		t.Errorf("counted %d junk datagrams, want 220", eng.Counters().Get(ReasonNotClassic))
+	if got := eng.Counters().Get(ReasonMalformed); got != 221 {
+		t.Errorf("counted %d malformed datagrams, want 221", got)
 	}
 }

@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +13,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +32,10 @@ type ServiceOptions struct {
 	HexDump    io.Writer // -X: dump captured frames here
 	PidFile    string    // -p: overrides the config's pidfile
 	Stderr     io.Writer // where debug logs and start-up errors go
+	Stdout     io.Writer // where "--events -" writes
+	// Events, if set, is a file the events (Event, as JSON lines) are
+	// appended to; "-" = Stdout.
+	Events string
 }
 
 // Service is doormand: the engine wired to the real capture, firewall and
@@ -37,6 +46,7 @@ type Service struct {
 	log     *slog.Logger
 	logFile *os.File
 	level   *slog.LevelVar
+	events  *eventWriter
 }
 
 // LoadService reads the configuration and the guest list and sets up
@@ -44,6 +54,9 @@ type Service struct {
 func LoadService(o ServiceOptions) (*Service, *Guests, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
 	}
 	cfg, warns, err := config.LoadDaemon(o.ConfigPath, !o.Debug)
 	if err != nil {
@@ -82,7 +95,7 @@ func (s *Service) setupLog() error {
 	if err := os.MkdirAll(filepath.Dir(s.cfg.LogFile), 0o755); err != nil {
 		return fmt.Errorf("logfile %s: %w", s.cfg.LogFile, err)
 	}
-	f, err := os.OpenFile(s.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := openStateFile(s.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("logfile %s: %w", s.cfg.LogFile, err)
 	}
@@ -90,6 +103,29 @@ func (s *Service) setupLog() error {
 	s.level.Set(s.cfg.LogLevel)
 	s.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: s.level, ReplaceAttr: syslogLevels}))
 	return nil
+}
+
+// openStateFile opens a file the daemon writes as root, never through a
+// symbolic link (an attacker's link in a writable directory would make
+// root write wherever it points) and only if it is a regular file.
+func openStateFile(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s is a symbolic link; doormand does not write through links: remove it", path)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
 }
 
 func (s *Service) loadGuests() (*Guests, error) {
@@ -103,42 +139,47 @@ func (s *Service) loadGuests() (*Guests, error) {
 	return NewGuests(list), nil
 }
 
-// Close releases the log file.
+// Close releases the log and events files.
 func (s *Service) Close() {
 	if s.logFile != nil {
 		s.logFile.Close()
+	}
+	if s.events != nil {
+		s.events.close()
 	}
 }
 
 func (s *Service) settings() Settings {
 	return Settings{
-		Interface:      s.cfg.Interface,
-		WaitFor:        s.cfg.WaitFor,
-		Delay1:         s.cfg.ConnDelay1,
-		Delay2:         s.cfg.ConnDelay2,
-		SYNFromCapture: s.cfg.Capture != config.CaptureSocket,
+		Interface: s.cfg.Interface,
+		WaitFor:   s.cfg.WaitFor,
+		Delay1:    s.cfg.ConnDelay1,
+		Delay2:    s.cfg.ConnDelay2,
+		MaxDoors:  s.cfg.MaxDoors,
 	}
 }
 
 // Firewall builds the configured backend.
 func (s *Service) Firewall() (Firewall, error) {
 	c := s.cfg
+	doors := firewall.NFTConfig{Table: c.NftTable, Mark: c.DoorMark, Protect: c.Protect, KnockPort: c.Port,
+		KnockSocket: c.Capture == config.CaptureSocket, LogGroup: c.LogGroup, MaxDoors: c.MaxDoors, Logger: s.log}
 	switch c.Firewall {
 	case config.FirewallNftables:
-		return firewall.NewNFTables(firewall.NFTConfig{Table: c.NftTable, Mark: c.DoorMark, Protect: c.Protect,
-			KnockPort: c.Port, Logger: s.log}), nil
+		return firewall.NewNFTables(doors), nil
 	case config.FirewallIptables:
-		return firewall.NewIPTables(firewall.IPTConfig{Chain: c.IptablesChain, Logger: s.log}), nil
+		return firewall.NewIPTables(firewall.IPTConfig{Chain: c.IptablesChain, Doors: doors, Logger: s.log}), nil
 	case config.FirewallScript:
-		for _, p := range []string{c.FirewallAdd, c.FirewallDel} {
-			if !s.opts.Debug {
+		if !s.opts.Debug {
+			for _, p := range []string{c.FirewallAdd, c.FirewallDel} {
 				if err := config.CheckOwner(p, config.KindScript); err != nil {
 					return nil, err
 				}
 			}
 		}
+		doors.Protect = nil // the scripts and the admin's ruleset decide what is closed
 		return firewall.NewScript(firewall.ScriptConfig{Add: c.FirewallAdd, Del: c.FirewallDel,
-			Journal: c.HashArchive + ".rules", Logger: s.log}), nil
+			Journal: c.HashArchive + ".rules", Doors: doors, Logger: s.log}), nil
 	}
 	return nil, fmt.Errorf("unknown firewall backend %q", c.Firewall)
 }
@@ -149,12 +190,15 @@ func (s *Service) captureConfig() (capture.Config, error) {
 		return capture.Config{}, err
 	}
 	return capture.Config{Interface: s.cfg.Interface, Mode: mode, LinkHeaderLen: s.cfg.LinkHeaderLength,
-		KnockPort: s.cfg.Port, SYN: mode != capture.ModeSocket, HexDump: s.opts.HexDump, Logger: s.log}, nil
+		KnockPort: s.cfg.Port, HexDump: s.opts.HexDump, Logger: s.log}, nil
 }
 
-// Run serves until ctx ends or a fatal error: it takes the pid file, opens
-// the replay store, the capture and the firewall, then runs the engine,
-// reloading on SIGHUP and logging counters on SIGUSR1.
+// Run serves until ctx ends or a fatal error, in an order that keeps the
+// promises when anything fails: the pid file first (a running doormand's
+// firewall must not be touched); then the firewall, which removes what a
+// crashed run left behind whatever else fails later (CLASSIC-6.9); then
+// the replay store and the capture; "ready" only once all of it is in
+// place. It reloads on SIGHUP and logs counters on SIGUSR1.
 func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	pidPath := s.cfg.PidFile
 	if s.opts.PidFile != "" {
@@ -165,15 +209,11 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 		return err
 	}
 	defer release()
-
-	if err := os.MkdirAll(filepath.Dir(s.cfg.HashArchive), 0o700); err != nil {
-		return fmt.Errorf("hash-archive %s: %w", s.cfg.HashArchive, err)
+	if s.opts.Events != "" {
+		if s.events, err = openEvents(s.opts.Events, s.opts.Stdout); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
 	}
-	store, err := replay.Open(s.cfg.HashArchive, replay.Options{Capacity: s.cfg.HashArchiveSize, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 
 	fw, err := s.Firewall()
 	if err != nil {
@@ -183,23 +223,51 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	if err != nil {
 		return err
 	}
-	src, err := capture.Open(ctx, ccfg)
-	if err != nil {
-		return err
+	var store *replay.Store
+	defer func() {
+		if store != nil {
+			if err := store.Close(); err != nil {
+				s.log.Error("replay store", "err", err)
+			}
+		}
+	}()
+	var src *capture.Conn
+	open := func(ctx context.Context) (PacketSource, ReplayStore, error) {
+		if err := os.MkdirAll(filepath.Dir(s.cfg.HashArchive), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("hash-archive %s: %w", s.cfg.HashArchive, err)
+		}
+		st, err := replay.Open(s.cfg.HashArchive, replay.Options{Capacity: s.cfg.HashArchiveSize, Logger: s.log})
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := capture.Open(ctx, ccfg)
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		store, src = st, c
+		return c, st, nil
 	}
-	s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
-		"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
-		"guests", guests.Len(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
-
-	eng := New(Options{Settings: s.settings(), Guests: guests, Source: src, Firewall: fw, Replay: store,
-		Conns: SockDiag{}, Logger: s.log, StatsEvery: s.cfg.StatsInterval})
+	eng := New(Options{Settings: s.settings(), Guests: guests, Firewall: fw, Open: open,
+		Conns: SockDiag{}, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
+		Events: func(ev Event) {
+			if ev.Kind == EventReady {
+				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
+					"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
+					"guests", guests.Len(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
+			}
+			s.events.write(ev)
+		}})
 
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			select {
 			case <-runCtx.Done():
@@ -213,16 +281,23 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 			}
 		}
 	}()
-	return eng.Run(runCtx)
+	err = eng.Run(runCtx)
+	cancel()
+	wg.Wait()
+	return err
 }
 
 // reload re-reads the configuration and guest list; if either is broken
 // the old ones stay in force (CLASSIC-9.4/2). Settings that need a restart
 // are reported.
 func (s *Service) reload(eng *Engine) {
+	fail := func(msg string, err error) {
+		s.log.Error(msg, "err", err)
+		eng.emit(Event{Kind: EventReload, Err: err.Error()})
+	}
 	cfg, warns, err := config.LoadDaemon(s.opts.ConfigPath, !s.opts.Debug)
 	if err != nil {
-		s.log.Error("reload failed: configuration kept as it was", "err", err)
+		fail("reload failed: configuration kept as it was", err)
 		return
 	}
 	old := s.cfg
@@ -230,7 +305,7 @@ func (s *Service) reload(eng *Engine) {
 	guests, gerr := s.loadGuests()
 	if gerr != nil {
 		s.cfg = old
-		s.log.Error("reload failed: guest list kept as it was", "path", cfg.GuestList, "err", gerr)
+		fail("reload failed: guest list kept as it was", fmt.Errorf("%s: %w", cfg.GuestList, gerr))
 		return
 	}
 	for _, w := range warns {
@@ -240,13 +315,14 @@ func (s *Service) reload(eng *Engine) {
 		cfg.Capture != old.Capture || cfg.HashArchive != old.HashArchive || cfg.HashArchiveSize != old.HashArchiveSize ||
 		cfg.NftTable != old.NftTable || cfg.DoorMark != old.DoorMark || !slices.Equal(cfg.Protect, old.Protect) ||
 		cfg.IptablesChain != old.IptablesChain || cfg.FirewallAdd != old.FirewallAdd || cfg.FirewallDel != old.FirewallDel ||
-		cfg.LinkHeaderLength != old.LinkHeaderLength || cfg.PidFile != old.PidFile || cfg.LogFile != old.LogFile {
+		cfg.LinkHeaderLength != old.LinkHeaderLength || cfg.PidFile != old.PidFile || cfg.LogFile != old.LogFile ||
+		cfg.LogGroup != old.LogGroup {
 		s.log.Warn("reload: changes to interface, port, capture, link-header-length, firewall settings, " +
 			"hash-archive, pidfile and logfile take effect on restart; the guest list, timers and loglevel are reloaded")
 		// Keep running with what is open.
 		keep := *old
 		keep.GuestList, keep.WaitFor, keep.ConnDelay1, keep.ConnDelay2 = cfg.GuestList, cfg.WaitFor, cfg.ConnDelay1, cfg.ConnDelay2
-		keep.LogLevel, keep.StatsInterval = cfg.LogLevel, cfg.StatsInterval
+		keep.LogLevel, keep.StatsInterval, keep.MaxDoors = cfg.LogLevel, cfg.StatsInterval, cfg.MaxDoors
 		cfg = &keep
 		s.cfg = cfg
 	}
@@ -255,6 +331,50 @@ func (s *Service) reload(eng *Engine) {
 	}
 	eng.Reload(s.settings(), guests)
 	s.log.Info("reloaded", "guests", guests.Len())
+	eng.emit(Event{Kind: EventReload})
+}
+
+// eventWriter appends events as JSON lines.
+type eventWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+	f  *os.File // nil for stdout
+}
+
+func openEvents(path string, stdout io.Writer) (*eventWriter, error) {
+	if path == "-" {
+		return &eventWriter{w: bufio.NewWriter(stdout)}, nil
+	}
+	f, err := openStateFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+	if err != nil {
+		return nil, err
+	}
+	return &eventWriter{w: bufio.NewWriter(f), f: f}, nil
+}
+
+// write appends ev and flushes: a reader waiting for it sees it at once.
+func (w *eventWriter) write(ev Event) {
+	if w == nil {
+		return
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w.Write(b)
+	w.w.WriteByte('\n')
+	w.w.Flush()
+}
+
+func (w *eventWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w.Flush()
+	if w.f != nil {
+		w.f.Close()
+	}
 }
 
 // ErrAlreadyRunning is returned when the pid file names a live process.
@@ -262,23 +382,33 @@ var ErrAlreadyRunning = errors.New("doormand is already running")
 
 // TakePidFile writes the pid file. A pid file whose process is gone (a
 // crash) is replaced with a warning instead of blocking the start, as 0.81
-// did; one whose process lives is refused. The returned func removes it.
+// did; one whose process lives is refused. The file is never read or
+// written through a symbolic link. The returned func removes it.
 func TakePidFile(path string, log *slog.Logger) (func(), error) {
 	if path == "" {
 		return func() {}, nil
 	}
-	if b, err := os.ReadFile(path); err == nil {
-		var pid int
-		if _, serr := fmt.Sscanf(string(b), "%d", &pid); serr == nil && pid > 0 && pid != os.Getpid() && alive(pid) {
+	if f, err := openStateFile(path, os.O_RDONLY); err == nil {
+		b, _ := io.ReadAll(io.LimitReader(f, 64))
+		f.Close()
+		pid, perr := strconv.Atoi(string(bytes.TrimSpace(b)))
+		if perr == nil && pid > 0 && pid != os.Getpid() && alive(pid) {
 			return nil, fmt.Errorf("%w: pid file %s names live process %d", ErrAlreadyRunning, path, pid)
 		}
-		log.Warn("replacing stale pid file", "path", path, "content", string(b))
+		stale := "not a pid"
+		if perr == nil {
+			stale = strconv.Itoa(pid)
+		}
+		log.Warn("replacing stale pid file", "path", path, "pid", stale)
 		os.Remove(path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// O_EXCL also refuses a symbolic link planted at the path.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}
@@ -288,31 +418,48 @@ func TakePidFile(path string, log *slog.Logger) (func(), error) {
 }
 
 // alive reports whether pid is a running doormand. After a crash and a
-// reboot the pid in a stale file often belongs to some other process, so
-// where /proc tells, the process must run a program of the same name as
-// this one.
+// reboot the pid in a stale file often belongs to some other process: a
+// zombie, a kernel thread, or a program of another name are not doormand.
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist) // no procfs: cannot tell, assume it is
+	}
+	// "pid (comm) state ppid pgrp session tty tpgid flags ...": comm may
+	// hold spaces and parentheses, so read after the last ')'.
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) >= 7 {
+		if f[0] == "Z" || f[0] == "X" {
+			return false // a zombie or dead task holds no daemon
+		}
+		if flags, err := strconv.ParseUint(f[6], 10, 64); err == nil && flags&pfKThread != 0 {
+			return false
+		}
+	}
 	self, err1 := os.Readlink("/proc/self/exe")
 	other, err2 := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err1 != nil || err2 != nil {
-		return true // cannot tell: assume it is one
+		return err2 == nil || !errors.Is(err2, os.ErrNotExist)
 	}
 	name := func(p string) string { return filepath.Base(strings.TrimSuffix(p, " (deleted)")) }
 	return name(self) == name(other)
 }
 
-// ShutdownTimeout bounds how long shutdown may take to remove rules.
-const ShutdownTimeout = 30 * time.Second
+// pfKThread is the kernel's PF_KTHREAD task flag (field 9 of /proc/PID/stat).
+const pfKThread = 0x00200000
 
 // syslogLevels prints the levels between slog's with their syslog names, as
 // 0.81's log did (NOTICE for accepted knocks and closed doors).
 func syslogLevels(groups []string, a slog.Attr) slog.Attr {
 	if a.Key == slog.TimeKey && len(groups) == 0 {
-		// Microseconds: latency is measured from these records.
 		if t, ok := a.Value.Any().(time.Time); ok {
 			a.Value = slog.StringValue(t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
 		}

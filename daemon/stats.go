@@ -19,26 +19,43 @@ const (
 	ReasonFragment                   // CLASSIC-4.3
 	ReasonNotLocal                   // CLASSIC-4.4
 	ReasonNotCandidate               // filtered packet that slipped through
-	ReasonNotClassic                 // CLASSIC-2.6: unknown first byte
-	ReasonModern                     // MODERN-12.1: reserved version, unsupported
+	ReasonNotKnock                   // CLASSIC-2.6: first byte neither a digit nor the modern marker
+	ReasonModern                     // a modern knock (section 12) this build does not verify
 	ReasonMalformed                  // CLASSIC-2.x
 	ReasonUnknownGuest               // CLASSIC-4.1 step 3
 	ReasonPort                       // step 4
 	ReasonAddress                    // step 5
 	ReasonMAC                        // step 6
+	ReasonTooManyDoors               // the configured number of doors is open
 	ReasonReplay                     // step 7
 	ReasonReplayFull                 // CLASSIC-5.4
-	ReasonStoreError                 // replay store write failed
+	ReasonStoreError                 // the replay store cannot record the knock
 	ReasonAccepted                   // knock accepted, door opening
 	ReasonFirewall                   // a firewall operation failed
-	ReasonSYN                        // SYN matched to a waiting door
+	ReasonSYN                        // a door claimed by the SYN the kernel admitted
+	ReasonLateClaim                  // a claim for a door that had closed
+	ReasonRearmed                    // a claimed door armed again: its handshake never completed
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-classic", "modern-unsupported",
-	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "replay",
-	"replay-store-full", "replay-store-error", "accepted", "firewall-error", "syn",
+	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-a-knock", "modern-unsupported",
+	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "too-many-doors",
+	"replay", "replay-store-full", "replay-store-error", "accepted", "firewall-error", "syn", "late-claim", "rearmed",
+}
+
+// describe holds the log wording of the knock refusals, the names of
+// CLASSIC-4.1.
+var describe = map[Reason]string{
+	ReasonMalformed:    "bad packet",
+	ReasonUnknownGuest: "unknown guest",
+	ReasonPort:         "guest not registered for port",
+	ReasonAddress:      "guest not registered for address",
+	ReasonMAC:          "incorrect secret",
+	ReasonTooManyDoors: "too many open doors (max-doors)",
+	ReasonReplay:       "PROBABLE REPLAY ATTEMPT",
+	ReasonReplayFull:   "replay store full",
+	ReasonStoreError:   "replay store cannot record it",
 }
 
 func (r Reason) String() string {
@@ -46,6 +63,14 @@ func (r Reason) String() string {
 		return reasonNames[r]
 	}
 	return "unknown"
+}
+
+// Describe returns the reason as the log says it.
+func (r Reason) Describe() string {
+	if d, ok := describe[r]; ok {
+		return d
+	}
+	return r.String()
 }
 
 // Counters counts packets by reason. It is safe for concurrent use.
@@ -140,6 +165,8 @@ func (e *Engine) routineStats(ctx context.Context, every time.Duration) {
 }
 
 // LogStats logs all counters at info level (periodically, and on SIGUSR1).
+// It also reports them as an EventCounters.
 func (e *Engine) LogStats() {
 	e.log.Info("counters", "packets", &e.counters, "open_doors", e.OpenDoors())
+	e.emit(Event{Kind: EventCounters, Counters: e.counters.Snapshot(), OpenDoors: e.OpenDoors()})
 }

@@ -30,7 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		help, showVersion, debug, hexdump, check, prune bool
-		pidfile, cfgPath, importArchive                 string
+		pidfile, cfgPath, importArchive, events         string
 	)
 	for _, n := range []string{"h", "help"} {
 		fs.BoolVar(&help, n, false, "show this help")
@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&cfgPath, n, config.DefaultConfigPath, "configuration file")
 	}
 	fs.BoolVar(&check, "check", false, "check the configuration and guest list, then exit")
+	fs.StringVar(&events, "events", "", "append the event stream (JSON lines) to `file`; - = stdout")
 	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
 	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
 	fs.Usage = func() {
@@ -67,6 +68,9 @@ func run(args []string, stdout, stderr io.Writer) int {
   -p, --pidfile FILE    pid file (overrides the configuration's pidfile)
   -f, --config FILE     configuration (default `+config.DefaultConfigPath+`)
       --check           check the configuration and guest list, then exit
+      --events FILE     append the event stream (one JSON object a line: ready,
+                        knock, door, firewall, reload, counters, stopped) to
+                        FILE for tools and tests; - writes it to stdout
       --import-archive FILE
                         merge a Doorman 0.81 hash archive into the replay store
       --prune-replay    drop replay digests of groups whose secret changed or
@@ -92,7 +96,7 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		fs.Usage()
 		return 2
 	}
-	o := daemon.ServiceOptions{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr}
+	o := daemon.ServiceOptions{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr, Stdout: stdout, Events: events}
 	if hexdump {
 		o.HexDump = stdout
 	}

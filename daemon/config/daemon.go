@@ -56,6 +56,9 @@ const (
 	DefaultDoorMark        = 0x00100000
 	DefaultStatsInterval   = 300 * time.Second
 	DefaultIptablesChain   = "DOORMAN"
+	DefaultLogGroup        = 1001
+	DefaultMaxDoors        = 10000
+	MaxMaxDoors            = 65535
 	MaxLinkHeaderLength    = 128
 
 	// maxFileSize bounds what LoadDaemon and LoadGuestList read.
@@ -123,6 +126,13 @@ type Daemon struct {
 	StatsInterval time.Duration
 	// IptablesChain is the iptables chain doorman owns.
 	IptablesChain string
+	// LogGroup is the netfilter log group on which the kernel reports the
+	// SYNs that claim doors (keyword nft-log-group); one program per network
+	// namespace can read a group.
+	LogGroup uint16
+	// MaxDoors bounds the doors open at once; a knock beyond it is refused
+	// before its digest is used.
+	MaxDoors int
 }
 
 // DefaultDaemon returns a Daemon with every default set. Interface is empty
@@ -149,6 +159,8 @@ func DefaultDaemon() *Daemon {
 		DoorMark:         DefaultDoorMark,
 		StatsInterval:    DefaultStatsInterval,
 		IptablesChain:    DefaultIptablesChain,
+		LogGroup:         DefaultLogGroup,
+		MaxDoors:         DefaultMaxDoors,
 	}
 }
 
@@ -253,6 +265,16 @@ func keywords() map[string]keyword {
 			return "", err
 		}},
 		{"stats-interval", durationKW(func(d *Daemon) *time.Duration { return &d.StatsInterval }, time.Second, 0, 7*24*time.Hour)},
+		{"nft-log-group", func(d *Daemon, v string, _ Resolver) (string, error) {
+			n, err := parseInt(v, 1, 65535)
+			d.LogGroup = uint16(n)
+			return "", err
+		}},
+		{"max-doors", func(d *Daemon, v string, _ Resolver) (string, error) {
+			n, err := parseInt(v, 1, MaxMaxDoors)
+			d.MaxDoors = n
+			return "", err
+		}},
 		{"iptables-chain", func(d *Daemon, v string, _ Resolver) (string, error) {
 			if err := checkChain(v); err != nil {
 				return "", err

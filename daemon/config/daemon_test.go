@@ -77,6 +77,7 @@ func TestParseDaemonDefaults(t *testing.T) {
 		LogFile: "/var/log/doorman", LogLevel: slog.LevelInfo, PidFile: "/var/run/doorman.pid",
 		FailLimit: 3, FailDelay: 60 * time.Second, Firewall: FirewallNftables, Capture: CaptureNetwork,
 		NftTable: "doorman", DoorMark: 0x00100000, StatsInterval: 300 * time.Second, IptablesChain: "DOORMAN",
+		LogGroup: 1001, MaxDoors: 10000,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
@@ -134,6 +135,8 @@ func TestParseDaemonKeywords(t *testing.T) {
 		{"stats_interval 60", func(d *Daemon) bool { return d.StatsInterval == time.Minute }},
 		{"stats-interval 1h", func(d *Daemon) bool { return d.StatsInterval == time.Hour }},
 		{"iptables-chain KNOCK-1", func(d *Daemon) bool { return d.IptablesChain == "KNOCK-1" }},
+		{"nft-log-group 7", func(d *Daemon) bool { return d.LogGroup == 7 }},
+		{"max-doors 20000", func(d *Daemon) bool { return d.MaxDoors == 20000 }},
 		{"port 1002 # trailing comment", func(d *Daemon) bool { return d.Port == 1002 }},
 		{"guestlist /etc/g#1", func(d *Daemon) bool { return d.GuestList == "/etc/g#1" }}, // '#' not after whitespace
 		{"\tport\t1003\r", func(d *Daemon) bool { return d.Port == 1003 }},
@@ -196,6 +199,8 @@ func TestParseDaemonErrors(t *testing.T) {
 		{"protect ,", `doormand.cf:2: protect ",": needs at least one port`},
 		{"stats-interval -1s", `doormand.cf:2: stats-interval "-1s": must be between 0 and 168h0m0s`},
 		{"stats-interval -1", `doormand.cf:2: stats-interval "-1": must be a whole number of seconds or a duration such as 1.5s`},
+		{"nft-log-group 0", `doormand.cf:2: nft-log-group "0": must be a whole number from 1 to 65535`},
+		{"max-doors 70000", `doormand.cf:2: max-doors "70000": must be a whole number from 1 to 65535`},
 		{"iptables-chain INPUT", `doormand.cf:2: iptables-chain "INPUT": must not be a built-in chain: doorman owns and flushes this chain`},
 		{"iptables-chain input", `doormand.cf:2: iptables-chain "input": must not be a built-in chain: doorman owns and flushes this chain`},
 		{"iptables-chain ABCDEFGHIJKLMNOPQRSTUVWXYZABC", `doormand.cf:2: iptables-chain "ABCDEFGHIJKLMNOPQRSTUVWXYZABC": must be a letter followed by up to 27 letters, digits, '_' or '-'`},

@@ -23,6 +23,7 @@ type Fake struct {
 	failNext error
 	notify   Notify
 	blocked  map[key]bool
+	packets  map[uint64]uint64
 }
 
 // FakeCall is one door change the Fake saw.
@@ -190,4 +191,22 @@ func (f *Fake) Blocked(d Door) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.blocked[d.key()]
+}
+
+// Packets returns what SetPackets set for the door (0 by default).
+func (f *Fake) Packets(_ context.Context, d Door) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.packets[d.ID], nil
+}
+
+// SetPackets sets what Packets reports for door id, as if its claimed
+// connection had let n packets through.
+func (f *Fake) SetPackets(id, n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.packets == nil {
+		f.packets = map[uint64]uint64{}
+	}
+	f.packets[id] = n
 }

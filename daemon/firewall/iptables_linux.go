@@ -257,3 +257,9 @@ func (b *IPTables) Close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Packets reports the packets of a door's claimed connection (see
+// NFTables.Packets).
+func (b *IPTables) Packets(ctx context.Context, d Door) (uint64, error) {
+	return b.doors.Packets(ctx, d)
+}

@@ -30,3 +30,6 @@ func (b *IPTables) Apply(_ context.Context, doors []Door) []error {
 
 // Close does nothing: nothing was ever added.
 func (b *IPTables) Close(context.Context) error { return nil }
+
+// Packets fails: iptables exists only on Linux.
+func (b *IPTables) Packets(context.Context, Door) (uint64, error) { return 0, ErrUnsupported }

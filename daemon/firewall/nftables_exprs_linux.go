@@ -68,7 +68,9 @@ func (f *nftFamily) sets(t *nftables.Table, cfg NFTConfig) []*nftables.Set {
 		{Table: t, Name: f.broad, KeyType: triple, HasTimeout: true, Size: size},
 		{Table: t, Name: f.pinned, KeyType: quad, HasTimeout: true, Size: size},
 		{Table: t, Name: f.claim, KeyType: triple, HasTimeout: true, Dynamic: true, Size: size},
-		{Table: t, Name: f.narrow, KeyType: quad, Dynamic: true, Size: size},
+		// The counter tells a connection that came and went (three packets
+		// or more) from a claiming SYN nobody followed up (see Packets).
+		{Table: t, Name: f.narrow, KeyType: quad, Dynamic: true, Size: size, Counter: true},
 	}
 	if cfg.Guard {
 		sets = append(sets, &nftables.Set{Table: t, Name: f.blocked, KeyType: triple})

@@ -553,3 +553,39 @@ func (n *NFTables) setBlocked(d Door, on bool) error {
 	}
 	return nil
 }
+
+// Packets returns how many packets of the door's claimed connection the
+// table let through: the claiming SYN counts one, a completed handshake at
+// least two more (the client's ACK, then its data, FIN or RST). A door
+// whose connection was never seen established uses it to tell a
+// connection too short to be seen from a SYN nobody followed up (a blind
+// spoof). It reads the whole narrow set, so it is for rare use.
+func (n *NFTables) Packets(ctx context.Context, d Door) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return 0, ErrNotStarted
+	}
+	rec := n.doors[d.ID]
+	if rec == nil || !rec.narrow {
+		return 0, fmt.Errorf("%w: door %d has no claimed connection", ErrUnknownRule, d.ID)
+	}
+	f := n.state.familyOf(d.Src)
+	elems, err := n.state.conn.GetSetElements(n.state.sets[f.narrow])
+	if err != nil {
+		return 0, fmt.Errorf("%s: read %s: %w", nftBackend, f.narrow, err)
+	}
+	want := f.quadKey(d.Src, d.Dst, rec.narrowPort, d.Port)
+	for _, e := range elems {
+		if string(e.Key) == string(want) {
+			if e.Counter == nil {
+				return 0, nil
+			}
+			return e.Counter.Packets, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: door %d's connection is not in %s", ErrUnknownRule, d.ID, f.narrow)
+}

@@ -29,3 +29,6 @@ func (n *NFTables) Close(context.Context) error { return nil }
 
 // setBlocked fails: nftables exists only on Linux.
 func (n *NFTables) setBlocked(Door, bool) error { return ErrUnsupported }
+
+// Packets fails: nftables exists only on Linux.
+func (n *NFTables) Packets(context.Context, Door) (uint64, error) { return 0, ErrUnsupported }

@@ -99,6 +99,7 @@ type guardTable interface {
 	Start(context.Context, Notify) error
 	Apply(context.Context, []Door) []error
 	Close(context.Context) error
+	Packets(context.Context, Door) (uint64, error)
 	setBlocked(d Door, on bool) error
 }
 
@@ -623,3 +624,7 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Packets reports the packets of a door's claimed connection (see
+// NFTables.Packets).
+func (s *Script) Packets(ctx context.Context, d Door) (uint64, error) { return s.doors.Packets(ctx, d) }

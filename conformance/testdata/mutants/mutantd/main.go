@@ -46,10 +46,25 @@ func (admitAll) Admit([protocol.MACSize]byte, replay.Fingerprint) (time.Time, er
 	return time.Time{}, nil
 }
 
-// keepRules ignores deletes until Close.
+// keepRules never closes a door while running: closing changes are
+// reported done and not made.
 type keepRules struct{ daemon.Firewall }
 
-func (keepRules) Delete(context.Context, firewall.Rule) error { return nil }
+func (k keepRules) Apply(ctx context.Context, doors []firewall.Door) []error {
+	var keep []firewall.Door
+	var idx []int
+	errs := make([]error, len(doors))
+	for i, d := range doors {
+		if d.State != firewall.DoorClosed {
+			keep = append(keep, d)
+			idx = append(idx, i)
+		}
+	}
+	for j, err := range k.Firewall.Apply(ctx, keep) {
+		errs[idx[j]] = err
+	}
+	return errs
+}
 
 // resign rewrites the hmac of every parsed knock with the guest's secret.
 type resign struct {
@@ -62,7 +77,7 @@ func (r resign) Read(p *capture.Packet) error {
 		return err
 	}
 	var k protocol.Knock
-	if p.Proto == capture.ProtoUDP && protocol.ParseKnock(p.Payload, &k) == nil {
+	if protocol.ParseKnock(p.Payload, &k) == nil {
 		if s, ok := r.secrets[k.GroupString()]; ok {
 			// Canonical form with the right mac in place of the received one.
 			p.Payload = k.AppendPayload(nil)
@@ -93,7 +108,7 @@ func run(mutant, cfgPath string) error {
 	}
 	var src daemon.PacketSource
 	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
-		KnockPort: cfg.Port, SYN: true, Logger: svc.Logger()})
+		KnockPort: cfg.Port, Logger: svc.Logger()})
 	if err != nil {
 		return err
 	}
@@ -124,9 +139,13 @@ func run(mutant, cfgPath string) error {
 	default:
 		return fmt.Errorf("unknown mutant %q", mutant)
 	}
-	svc.Logger().Info("doormand started", "mutant", mutant)
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
-		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2, SYNFromCapture: true},
-		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger()})
+		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
+		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger(),
+		Events: func(ev daemon.Event) {
+			if ev.Kind == daemon.EventReady {
+				svc.Logger().Info("doormand started", "mutant", mutant)
+			}
+		}})
 	return eng.Run(ctx)
 }

@@ -1,0 +1,164 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/doorman-project/doorman/daemon/capture"
+	"github.com/doorman-project/doorman/protocol"
+)
+
+// RoutineReceive is the hot path: read, verify, hand accepted knocks to the
+// door loop. It returns nil when the source is closed, or the source's
+// error when it fails.
+func (e *Engine) RoutineReceive() error {
+	var p capture.Packet
+	var k protocol.Knock
+	for {
+		if err := e.opts.Source.Read(&p); err != nil {
+			if r, ok := dropReason(err); ok {
+				e.counters.add(r)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		e.handleKnock(&p, &k)
+	}
+}
+
+// dropReason maps the capture's per-packet drop errors to counters; any
+// other error is the source failing.
+func dropReason(err error) (Reason, bool) {
+	switch err {
+	case capture.ErrTruncated:
+		return ReasonTruncated, true
+	case capture.ErrIPOptions:
+		return ReasonIPOptions, true
+	case capture.ErrFragment:
+		return ReasonFragment, true
+	case capture.ErrNotLocal:
+		return ReasonNotLocal, true
+	case capture.ErrNotCandidate:
+		return ReasonNotCandidate, true
+	}
+	return 0, false
+}
+
+// handleKnock runs the checks of CLASSIC-4.1 steps 2-7 on one datagram.
+func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
+	switch protocol.Sniff(p.Payload) {
+	case protocol.KindModern:
+		e.counters.add(ReasonModern)
+		return
+	case protocol.KindUnknown:
+		// Not a knock at all (CLASSIC-2.6): counted, not logged.
+		e.counters.add(ReasonNotKnock)
+		return
+	}
+	if err := protocol.ParseKnock(p.Payload, k); err != nil {
+		attrs := []slog.Attr{slog.String("head", headHex(p.Payload))}
+		var fe *protocol.FieldError
+		if errors.As(err, &fe) {
+			attrs = append(attrs, slog.String("field", string(fe.Field)), slog.String("problem", fe.Reason))
+		} else {
+			attrs = append(attrs, slog.String("problem", err.Error()))
+		}
+		e.reject(ReasonMalformed, p, nil, attrs...)
+		return
+	}
+	g := e.guests.Load().byName[string(k.Group())]
+	if g == nil {
+		e.reject(ReasonUnknownGuest, p, k)
+		return
+	}
+	switch err := protocol.Verify(k, &g.Guest, p.Src); {
+	case err == nil:
+	case errors.Is(err, protocol.ErrPortNotAllowed):
+		e.reject(ReasonPort, p, k)
+		return
+	case errors.Is(err, protocol.ErrAddrNotAllowed):
+		e.reject(ReasonAddress, p, k)
+		return
+	case errors.Is(err, protocol.ErrBadMAC):
+		e.reject(ReasonMAC, p, k)
+		return
+	case errors.Is(err, protocol.ErrUnknownGuest):
+		e.reject(ReasonUnknownGuest, p, k)
+		return
+	default:
+		// A check this engine does not know: refuse, and say which.
+		e.reject(ReasonMAC, p, k, slog.String("problem", err.Error()))
+		return
+	}
+	if max := e.settings.Load().MaxDoors; max > 0 && e.OpenDoors() >= max {
+		// Before the replay store: a knock refused for room stays usable.
+		e.reject(ReasonTooManyDoors, p, k, slog.Int("max_doors", max))
+		return
+	}
+	first, err := e.opts.Replay.Admit(k.MAC, g.fp)
+	switch {
+	case errors.Is(err, protocol.ErrReplay):
+		e.reject(ReasonReplay, p, k, slog.Time("first_accepted", first))
+		return
+	case errors.Is(err, protocol.ErrReplayFull):
+		e.rejectError(ReasonReplayFull, p, k, err)
+		return
+	case err != nil:
+		e.rejectError(ReasonStoreError, p, k, err)
+		return
+	}
+	e.counters.add(ReasonAccepted)
+	e.log.LogAttrs(context.Background(), LevelNotice, "knock accepted", slog.Any("src", p.Src),
+		slog.String("group", g.Name), slog.Int("port", int(k.Port)), slog.Any("dst", p.Dst))
+	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: "classic", Src: p.Src, Dst: p.Dst, Group: g.Name, Port: k.Port})
+	e.newDoors <- doorRequest{src: p.Src, dst: p.Dst, port: k.Port, group: g.Name, at: e.now()}
+}
+
+// LevelNotice is syslog's NOTICE, between Info and Warn.
+const LevelNotice = slog.LevelInfo + 2
+
+// reject counts a refused knock, logs it at warning level and reports it,
+// both rate-limited (CLASSIC-4.5).
+func (e *Engine) reject(r Reason, p *capture.Packet, k *protocol.Knock, extra ...slog.Attr) {
+	e.refuse(slog.LevelWarn, r, p, k, extra...)
+}
+
+// rejectError is reject for refusals that need the admin (a full or broken
+// replay store): logged as errors.
+func (e *Engine) rejectError(r Reason, p *capture.Packet, k *protocol.Knock, err error) {
+	e.refuse(slog.LevelError, r, p, k, slog.String("err", err.Error()))
+}
+
+func (e *Engine) refuse(level slog.Level, r Reason, p *capture.Packet, k *protocol.Knock, extra ...slog.Attr) {
+	e.counters.add(r)
+	ok, suppressed := e.limit.allow(r)
+	if !ok {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("reason", r.String()), slog.Any("src", p.Src))
+	ev := Event{Kind: EventKnock, Verdict: r, Protocol: "classic", Src: p.Src, Dst: p.Dst}
+	if k != nil {
+		ev.Group, ev.Port = k.GroupString(), k.Port
+		attrs = append(attrs, slog.String("group", ev.Group), slog.Int("port", int(k.Port)))
+	}
+	attrs = append(attrs, extra...)
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed_since_last", suppressed))
+	}
+	e.log.LogAttrs(context.Background(), level, "knock refused: "+r.Describe(), attrs...)
+	e.emit(ev)
+}
+
+func headHex(b []byte) string {
+	if len(b) > 16 {
+		b = b[:16]
+	}
+	return hex.EncodeToString(b)
+}
