@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorman-project/doorman/knocker/knockertest"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -176,7 +177,7 @@ func TestProxyCancel(t *testing.T) {
 // fresh door it knocked for takes the caller's one connection, made right
 // after it returns and without retries.
 func TestKnockReady(t *testing.T) {
-	f := newFakeDoorman(t, "s3cretKnock", 5*time.Second)
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
 		Secret: protocol.Secret("s3cretKnock"), KnockPort: f.KnockPort}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -205,7 +206,7 @@ func TestKnockReady(t *testing.T) {
 
 // TestKnockReadyNotOpened: when no door opens there is no second knock.
 func TestKnockReadyNotOpened(t *testing.T) {
-	f := newFakeDoorman(t, "s3cretKnock", 5*time.Second)
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
 		Secret: protocol.Secret("wrong"), KnockPort: f.KnockPort}
 	r, err := KnockReady(context.Background(), o, 300*time.Millisecond)
@@ -227,7 +228,7 @@ func TestKnockReadyNotOpened(t *testing.T) {
 // TestWaitOpenSpendsTheDoor shows why KnockReady knocks twice: a door that
 // WaitOpen confirmed has no connection left for the caller.
 func TestWaitOpenSpendsTheDoor(t *testing.T) {
-	f := newFakeDoorman(t, "s3cretKnock", 5*time.Second)
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
 		Secret: protocol.Secret("s3cretKnock"), KnockPort: f.KnockPort}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

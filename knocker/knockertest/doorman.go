@@ -1,4 +1,6 @@
-package knocker
+// Package knockertest provides a loopback stand-in for a doorman, for tests
+// of clients that need no root: see Doorman.
+package knockertest
 
 import (
 	"fmt"
@@ -10,7 +12,7 @@ import (
 	"github.com/doorman-project/doorman/protocol"
 )
 
-// fakeDoorman is a loopback stand-in for a doorman that has doors: every
+// Doorman is a loopback stand-in for a doorman that has doors: every
 // knock that verifies opens the door port for exactly one connection, the
 // way a doormand door admits one connection (CLASSIC-6.2), and the door
 // closes again after waitfor if nobody comes. Doors open one after another
@@ -19,14 +21,18 @@ import (
 // Without root there is no firewall to open, so a door is a listener that
 // exists only while the door is open: a connection attempt at any other
 // time is refused.
-type fakeDoorman struct {
+type Doorman struct {
+	// KnockPort is the UDP port knocks go to, DoorPort the TCP port they
+	// must ask for.
 	KnockPort, DoorPort uint16
 
 	mu     sync.Mutex
 	events []string // "knock <tag>", "conn <door>", "expired <door>", in order
 }
 
-func newFakeDoorman(t *testing.T, secret string, waitfor time.Duration) *fakeDoorman {
+// NewDoorman starts a Doorman for the group secret on 127.0.0.1; knocks
+// must ask for its DoorPort. Everything stops at the test's cleanup.
+func NewDoorman(t testing.TB, secret string, waitfor time.Duration) *Doorman {
 	t.Helper()
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -37,7 +43,7 @@ func newFakeDoorman(t *testing.T, secret string, waitfor time.Duration) *fakeDoo
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeDoorman{KnockPort: uint16(udp.LocalAddr().(*net.UDPAddr).Port), DoorPort: uint16(l.Addr().(*net.TCPAddr).Port)}
+	f := &Doorman{KnockPort: uint16(udp.LocalAddr().(*net.UDPAddr).Port), DoorPort: uint16(l.Addr().(*net.TCPAddr).Port)}
 	l.Close()
 
 	doors := make(chan int, 16)
@@ -73,7 +79,7 @@ func newFakeDoorman(t *testing.T, secret string, waitfor time.Duration) *fakeDoo
 	return f
 }
 
-func (f *fakeDoorman) serveDoor(t *testing.T, n int, waitfor time.Duration, done <-chan struct{}) {
+func (f *Doorman) serveDoor(t testing.TB, n int, waitfor time.Duration, done <-chan struct{}) {
 	var l *net.TCPListener
 	var err error
 	for range 50 { // the previous door's port may take a moment to be free
@@ -111,14 +117,14 @@ func (f *fakeDoorman) serveDoor(t *testing.T, n int, waitfor time.Duration, done
 	}()
 }
 
-func (f *fakeDoorman) event(format string, a ...any) {
+func (f *Doorman) event(format string, a ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = append(f.events, fmt.Sprintf(format, a...))
 }
 
 // Events returns what happened so far, in order.
-func (f *fakeDoorman) Events() []string {
+func (f *Doorman) Events() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.events...)
