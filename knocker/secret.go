@@ -22,7 +22,7 @@ var ErrSecretFormat = errors.New("not a secret alone on one line")
 // process list. The file holds the secret on one line, optionally ended by
 // a newline (LF or CRLF), and nothing else. Like the configuration file it
 // must be a regular file that only its owner may access: otherwise the
-// error wraps ErrConfigPerm and names the fix (CLASSIC-10.3). An empty
+// error wraps ErrConfigPerm and names the fix (CLASSIC-10.3, CLASSIC-11.5/3). An empty
 // secret wraps ErrNoSecret, any other content ErrSecretFormat; every error
 // names the file.
 func ReadSecretFile(path string) (protocol.Secret, error) {

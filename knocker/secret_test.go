@@ -64,7 +64,8 @@ func TestReadSecretFile(t *testing.T) {
 	}
 }
 
-// TestReadSecretFilePerm applies CLASSIC-10.3's rule to a secret file.
+// TestReadSecretFilePerm applies CLASSIC-10.3's rule to a secret file
+// (CLASSIC-11.5/3).
 func TestReadSecretFilePerm(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permissions on Windows")

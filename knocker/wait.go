@@ -152,7 +152,7 @@ type Ready struct {
 // connection through it, which uses that door up. KnockReady therefore
 // sends a knock, tries connections for up to wait until one gets through
 // (DialOpen) and closes it, then sends a second knock with a fresh tag to
-// the same address, so that a fresh door waits for the caller's own
+// the same address (CLASSIC-11.6), so that a fresh door waits for the caller's own
 // connection. Before returning it gives that door as long to open as the
 // first one took (at most a second), so that a connection made right away
 // does not arrive before it.
@@ -160,8 +160,11 @@ type Ready struct {
 // If no connection got through, the error wraps ErrNotOpened and no second
 // knock is sent. A doorman keeps the fresh door only for its waitfor time
 // (10 s unless configured), and the second knock is not confirmed: if it
-// was lost on the way, the caller's connection times out. Every call uses
-// two entries of the doorman's replay store. o.Tag must be nil
+// was lost on the way, the caller's connection times out. A door that
+// already waited for this address (an unused fresh door of an earlier
+// call) takes the probe, so it confirms that a door opened, not which
+// knock opened it. Every call uses two entries of the doorman's replay
+// store. o.Tag must be nil
 // (ErrFixedTag). ctx bounds the whole call, wait only the confirmation.
 func KnockReady(ctx context.Context, o Options, wait time.Duration) (Ready, error) {
 	var r Ready

@@ -175,7 +175,7 @@ func TestProxyCancel(t *testing.T) {
 
 // TestKnockReady: KnockReady confirms the first door by using it, and the
 // fresh door it knocked for takes the caller's one connection, made right
-// after it returns and without retries.
+// after it returns and without retries (CLASSIC-11.6/1).
 func TestKnockReady(t *testing.T) {
 	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
@@ -204,7 +204,8 @@ func TestKnockReady(t *testing.T) {
 	}
 }
 
-// TestKnockReadyNotOpened: when no door opens there is no second knock.
+// TestKnockReadyNotOpened: when no door opens there is no second knock
+// (CLASSIC-11.6/2).
 func TestKnockReadyNotOpened(t *testing.T) {
 	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",

@@ -81,7 +81,8 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// TestHelpNamesEveryOption keeps usageText in step with the flag set.
+// TestHelpNamesEveryOption keeps usageText in step with the flag set, and
+// checks that it tells -s shows in ps (CLASSIC-11.5/1).
 func TestHelpNamesEveryOption(t *testing.T) {
 	newFlagSet(&options{}).VisitAll(func(f *pflag.Flag) {
 		want := "--" + f.Name
@@ -92,7 +93,6 @@ func TestHelpNamesEveryOption(t *testing.T) {
 			t.Errorf("usage text does not document %s", want)
 		}
 	})
-	// CLASSIC-11.3's exposure of -s, which the security audit asked to state.
 	if !strings.Contains(usageText, "process list (ps)") {
 		t.Error("usage text does not say that -s shows in ps")
 	}

@@ -222,7 +222,8 @@ func (s *doormanSite) knock(stdin string, args ...string) (int, string, string) 
 // TestIntegrationReadmeWorkflow runs the README's client examples against a
 // real doormand whose doors admit one connection each (CLASSIC-6.2):
 // "knock --wait host ssh" followed by the user's own connection, and ssh's
-// ProxyCommand "knock --proxy %h %p"; the secret comes from a file.
+// ProxyCommand "knock --proxy %h %p"; the secret comes from a file
+// (CLASSIC-11.5/2, CLASSIC-11.6).
 func TestIntegrationReadmeWorkflow(t *testing.T) {
 	s := newDoormanSite(t)
 	secretFile := filepath.Join(t.TempDir(), "secret")

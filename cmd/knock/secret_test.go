@@ -22,7 +22,8 @@ func secretFile(t *testing.T, body string, mode os.FileMode) string {
 }
 
 // TestSecretSources: --secret-file and --secret-stdin give the secret
-// without showing it in ps, and win over the config's secret record.
+// without showing it in ps (CLASSIC-11.5/2), and win over the config's
+// secret record.
 func TestSecretSources(t *testing.T) {
 	file := secretFile(t, "s3cretKnock\n", 0o600)
 	crlf := secretFile(t, "s3cretKnock\r\n", 0o400)
@@ -50,8 +51,8 @@ func TestSecretSources(t *testing.T) {
 }
 
 // TestSecretSourceErrors: a secret file or line that cannot be used is a
-// configuration error (exit 2) naming the file and the fix, and never
-// showing the secret.
+// configuration error (exit 2) naming the file and the fix (CLASSIC-11.5/3),
+// and never showing the secret.
 func TestSecretSourceErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope")
 	empty := secretFile(t, "", 0o600)

@@ -14,7 +14,8 @@ import (
 
 // TestWaitLeavesAFreshDoor is the README's "knock --wait host ssh && ssh
 // host" against a stand-in doorman whose doors admit one connection each:
-// the connection made after knock exits gets a door of its own.
+// the connection made after knock exits gets a door of its own
+// (CLASSIC-11.6/1).
 func TestWaitLeavesAFreshDoor(t *testing.T) {
 	d := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	door := fmt.Sprint(d.DoorPort)
@@ -46,7 +47,7 @@ func TestWaitLeavesAFreshDoor(t *testing.T) {
 }
 
 // TestWaitNoDoor: a knock that opens nothing gives exit 1, the hint, and
-// no second knock.
+// no second knock (CLASSIC-11.6/2).
 func TestWaitNoDoor(t *testing.T) {
 	d := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
 	r := knock(t, "", "", "-g", "alice", "-s", "wrong", "-p", fmt.Sprint(d.KnockPort), "--wait=300ms", "127.0.0.1", fmt.Sprint(d.DoorPort))
