@@ -352,7 +352,8 @@ func TestIntegrationKnockCommand(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^open after [0-9]+ ms\n$`).MatchString(out) {
 		t.Fatalf("--wait on the open port: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	if checkKnock(t, receive(t, got), cliV4) == checkKnock(t, receive(t, got), cliV4) {
+	first := checkKnock(t, receive(t, got), cliV4)
+	if second := checkKnock(t, receive(t, got), cliV4); second == first {
 		t.Error("--wait sent the same tag twice")
 	}
 
