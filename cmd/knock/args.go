@@ -100,9 +100,9 @@ func usageErr(format string, a ...any) error {
 }
 
 // newFlagSet defines knock's options, writing into o; usageText documents
-// them. Short options follow
-// getopt, as 0.81 read them: a value may be glued (-r0, -gmygroup), switches
-// cluster (-v4), options and operands mix and "--" ends the options.
+// them. Short options follow getopt, as 0.81 read them: a value may be glued
+// (-r0, -gmygroup), switches cluster (-v4), options and operands mix and
+// "--" ends the options.
 func newFlagSet(o *options) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("knock", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned and printed by run
@@ -175,7 +175,7 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usageErr("--tag is only for --dry-run: a repeated tag makes a replayed knock")
 	}
 	if o.runSet && (o.waitSet || o.proxy) {
-		return nil, usageErr("-r cannot be combined with --wait or --proxy: both need the door's one connection")
+		return nil, usageErr("-r cannot be combined with --wait or --proxy; run the program after knock: knock --wait host service && program")
 	}
 	if o.secretStdin && o.proxy {
 		return nil, usageErr("--secret-stdin cannot be combined with --proxy: stdin carries the connection")

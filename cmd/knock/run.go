@@ -195,7 +195,7 @@ func settle(o *options, stdin io.Reader, stderr io.Writer) (knocker.Options, str
 		}
 	case o.waitSet || o.proxy:
 		if runCmd != "" && o.verbose {
-			fmt.Fprintln(stderr, "knock: ignoring the config's run record: --wait and --proxy use the door's connection")
+			fmt.Fprintln(stderr, "knock: ignoring the config's run record with --wait and --proxy")
 		}
 		runCmd = ""
 	}
