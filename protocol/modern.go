@@ -290,10 +290,11 @@ func sealRequest(dst []byte, client *PrivateKey, server PublicKey, plain []byte,
 	}
 	start := len(dst)
 	dst = append(dst, ModernMagic, ModernTypeKnock)
-	dst, _, _, err = hs.WriteMessage(dst, plain)
+	out, _, _, err := hs.WriteMessage(dst, plain)
 	if err != nil {
 		return dst[:start], fmt.Errorf("modern knock: %w", err)
 	}
+	dst = out
 	if len(dst)-start != offMAC1 {
 		return dst[:start], fmt.Errorf("modern knock: %d bytes before mac1, want %d", len(dst)-start, offMAC1)
 	}

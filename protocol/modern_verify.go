@@ -53,14 +53,13 @@ func DescribeSkew(skew time.Duration) string {
 		}
 		skew = -skew
 	}
-	s := skew.Round(time.Second)
-	if s < 1000*time.Second {
+	if s := skew.Round(time.Second); s < 1000*time.Second {
 		if s == 0 && skew > 0 {
 			return fmt.Sprintf("client clock %d ms %s", skew.Milliseconds(), dir)
 		}
 		return fmt.Sprintf("client clock %d s %s", int64(s/time.Second), dir)
 	}
-	return "client clock " + s.String() + " " + dir
+	return "client clock " + skew.Truncate(time.Second).String() + " " + dir
 }
 
 // Door returns the source address the door is for (MODERN-12.15,
