@@ -110,3 +110,28 @@ func FuzzModernRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseKeyFileText: no key file text panics the parser; whatever it
+// accepts holds exactly one key whose text form is in the file
+// (MODERN-12.2).
+func FuzzParseKeyFileText(f *testing.F) {
+	f.Add([]byte(rfc7748AlicePriv + "\n"))
+	f.Add([]byte("# k\n\n  " + rfc7748AlicePub + " \r\n# end"))
+	f.Add([]byte(rfc7748AlicePriv + "\n" + rfc7748AlicePub))
+	f.Add([]byte("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParseKeyFileText(data)
+		if err != nil {
+			if _, ok := err.(*KeyFileError); !ok {
+				t.Fatalf("error %T %v", err, err)
+			}
+			return
+		}
+		if !bytes.Contains(data, []byte(PublicKey(k).String())) {
+			t.Fatalf("accepted a key not written in the file: %x", k)
+		}
+		if _, err := ParsePublicKey(PublicKey(k).String()); err != nil && err != ErrWeakKey {
+			t.Fatalf("accepted key does not parse back: %v", err)
+		}
+	})
+}
