@@ -338,18 +338,23 @@ func NewOpener(key *PrivateKey) *Opener {
 func (o *Opener) PublicKey() PublicKey { return o.pub }
 
 // Precheck runs the checks that come before any public-key work, cheapest
-// first (MODERN-12.11 step 2 and 3): the length, the magic and type bytes,
+// first (MODERN-12.11 steps 2 and 3): the magic and type bytes, the length,
 // and mac1, compared in constant time. It does not allocate and costs about
 // as much as a classic verify, so junk and scanners are dropped cheaply.
 func (o *Opener) Precheck(p []byte) error {
-	if len(p) != ModernKnockLen {
+	if len(p) < ModernHeaderLen {
 		return ErrModernLength
 	}
 	if p[0] != ModernMagic {
 		return ErrNotModern
 	}
+	// The type before the length: a later version may have another
+	// length, and "unsupported version" tells its user more.
 	if p[1] != ModernTypeKnock {
 		return ErrModernType
+	}
+	if len(p) != ModernKnockLen {
+		return ErrModernLength
 	}
 	m := o.macs.Get().(*mac1State)
 	m.h.Reset()

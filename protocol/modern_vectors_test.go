@@ -310,7 +310,7 @@ func TestModernVectorChecks(t *testing.T) {
 	}
 }
 
-// TestModernVectorSequences: per-guest freshness (MODERN-12.17), checked
+// TestModernVectorSequences: per-guest freshness (MODERN-12.17/1), checked
 // with the rule the durable store implements: a knock is accepted only if
 // its time is later than the last accepted from the same guest.
 func TestModernVectorSequences(t *testing.T) {

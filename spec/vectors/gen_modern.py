@@ -201,12 +201,14 @@ def sealed(plain, label):
 SMALL_ORDER = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")  # order 8
 
 reject_specs = [
-    # Form (MODERN-12.3, 12.4): refused before mac1.
+    # Form (MODERN-12.3, 12.4): refused before mac1; the type is checked
+    # before the length.
     ("empty", "MODERN-12.3/2", b"", "length"),
     ("magic-only", "MODERN-12.3/2", bytes([MAGIC]), "length"),
     ("one-byte-short", "MODERN-12.3/2", good[:-1], "length"),
     ("one-byte-long", "MODERN-12.3/2", good + b"\x00", "length"),
     ("max-udp-prefilter-size", "MODERN-12.3/2", good + b"\x00" * (255 - KNOCK_LEN), "length"),
+    ("type-two-short", "MODERN-12.4", good[:1] + b"\x02" + good[2:100], "type"),
     ("wrong-magic", "MODERN-12.4", remac(b"\xd3" + good[1:], A), "not-modern"),
     ("classic-first-byte", "MODERN-12.4", remac(b"2" + good[1:], A), "not-modern"),
     ("type-zero", "MODERN-12.4", remac(good[:1] + b"\x00" + good[2:], A), "type"),
