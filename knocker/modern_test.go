@@ -34,7 +34,8 @@ func modernKeys(t *testing.T) (client, server protocol.PrivateKey) {
 // TestSendModernLoopback: one datagram of the fixed size to the knock
 // port, which the doorman's key opens to the knocker's key and the request
 // SendModern reports; a stated source is the address the datagram came
-// from, over IPv4 and IPv6 (MODERN-12.3/1, MODERN-12.15, CLASSIC-2.7).
+// from, over IPv4 and IPv6, and the time is the knocker's clock when it
+// sent (MODERN-12.3/1, MODERN-12.9, MODERN-12.15, CLASSIC-2.7).
 func TestSendModernLoopback(t *testing.T) {
 	client, server := modernKeys(t)
 	opener := protocol.NewOpener(&server)

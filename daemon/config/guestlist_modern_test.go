@@ -51,7 +51,8 @@ func TestParseGuestListModern(t *testing.T) {
 }
 
 // TestParseGuestListModernErrors: a malformed, weak or shared key is an
-// error naming file, line and the key (MODERN-12.2/3, MODERN-12.20).
+// error naming file, line and the key, and the list is not loaded
+// (MODERN-12.2/3, MODERN-12.20/1).
 func TestParseGuestListModernErrors(t *testing.T) {
 	tests := []struct{ name, text, want string }{
 		{"short key", "g pubkey." + aliceKey[:43] + " 22 198.18.0.1\n",
