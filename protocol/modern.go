@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bytes"
+	"crypto/ecdh"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -311,6 +313,29 @@ type Opener struct {
 	pub     PublicKey
 	mac1Key [blake2s.Size]byte
 	macs    sync.Pool // *mac1State
+	suite   noise.CipherSuite
+}
+
+// staticDH is noise.DH25519 for a responder whose every Diffie-Hellman
+// operation uses its static key (pattern X: es and ss). It keeps that key
+// parsed: x/crypto's X25519 builds a crypto/ecdh private key per call,
+// which computes the public key too, doubling the public-key work of Open.
+type staticDH struct {
+	noise.DHFunc // names, key generation
+	raw          []byte
+	priv         *ecdh.PrivateKey
+}
+
+func (d staticDH) DH(privkey, pubkey []byte) ([]byte, error) {
+	if !bytes.Equal(privkey, d.raw) {
+		return d.DHFunc.DH(privkey, pubkey) // not the static key; never in pattern X
+	}
+	pub, err := ecdh.X25519().NewPublicKey(pubkey)
+	if err != nil {
+		return nil, err
+	}
+	// ECDH refuses an all-zero result, a small-order pubkey (MODERN-12.5).
+	return d.priv.ECDH(pub)
 }
 
 // mac1State is a keyed BLAKE2s-128 reused across knocks: creating one
@@ -324,6 +349,11 @@ type mac1State struct {
 func NewOpener(key *PrivateKey) *Opener {
 	o := &Opener{priv: *key, pub: key.Public()}
 	o.mac1Key = modernMAC1Key(o.pub)
+	priv, err := ecdh.X25519().NewPrivateKey(o.priv[:])
+	if err != nil {
+		panic("protocol: X25519 private key: " + err.Error()) // 32 bytes are always a key
+	}
+	o.suite = noise.NewCipherSuite(staticDH{noise.DH25519, o.priv[:], priv}, noise.CipherChaChaPoly, noise.HashBLAKE2s)
 	o.macs.New = func() any {
 		h, err := blake2s.New128(o.mac1Key[:])
 		if err != nil {
@@ -380,7 +410,7 @@ func (o *Opener) Open(p []byte) (ModernKnock, error) {
 		return k, err
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   cipherSuite,
+		CipherSuite:   o.suite,
 		Pattern:       noise.HandshakeX,
 		Initiator:     false,
 		Prologue:      prologue,

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"net/netip"
@@ -298,11 +299,25 @@ func BenchmarkModernJunkWrongLength(b *testing.B) {
 	_, server := testKeys(b)
 	o := NewOpener(&server)
 	junk := make([]byte, 100)
-	junk[0] = ModernMagic
+	junk[0], junk[1] = ModernMagic, ModernTypeKnock
 	b.ReportAllocs()
 	for b.Loop() {
 		if o.Precheck(junk) != ErrModernLength {
 			b.Fatal("junk passed")
+		}
+	}
+}
+
+// BenchmarkX25519: one Diffie-Hellman operation, the unit of public-key
+// work; Open does two.
+func BenchmarkX25519(b *testing.B) {
+	client, server := testKeys(b)
+	pub := server.Public()
+	priv, _ := ecdh.X25519().NewPrivateKey(client[:])
+	peer, _ := ecdh.X25519().NewPublicKey(pub[:])
+	for b.Loop() {
+		if _, err := priv.ECDH(peer); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
