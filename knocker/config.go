@@ -61,22 +61,33 @@ const maxConfigLine = 4096
 // secret (CLASSIC-10.3); the error wraps ErrConfigPerm and names the fix. A
 // missing file gives an error satisfying errors.Is(err, fs.ErrNotExist).
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, err := openPrivate(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	return ParseConfig(path, f)
+}
+
+// openPrivate opens a file that holds a secret: it must be a regular file
+// that only its owner may access (CLASSIC-10.3, checkPrivate).
+func openPrivate(path string) (*os.File, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
 	}
-	if err := checkConfigPerm(fi, path); err != nil {
+	if err == nil {
+		err = checkPrivate(fi, path)
+	}
+	if err != nil {
+		f.Close()
 		return nil, err
 	}
-	return ParseConfig(path, f)
+	return f, nil
 }
 
 // ParseConfig parses a configuration file read from r; name is used in

@@ -18,9 +18,9 @@ func DefaultConfigPath() string {
 	return filepath.Join(home, ".knockcf")
 }
 
-// checkConfigPerm refuses a file that anyone but its owner may access: it
+// checkPrivate refuses a file that anyone but its owner may access: it
 // holds a secret (CLASSIC-10.3).
-func checkConfigPerm(fi os.FileInfo, path string) error {
+func checkPrivate(fi os.FileInfo, path string) error {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s: %w (mode %04o); fix with: chmod 600 %s", path, ErrConfigPerm, perm, path)
 	}

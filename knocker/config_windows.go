@@ -17,6 +17,6 @@ func DefaultConfigPath() string {
 	return filepath.Join(home, "knock.cfg")
 }
 
-// checkConfigPerm accepts the file: Windows has no Unix permission bits,
+// checkPrivate accepts the file: Windows has no Unix permission bits,
 // and its ACLs on the profile directory already keep others out.
-func checkConfigPerm(os.FileInfo, string) error { return nil }
+func checkPrivate(os.FileInfo, string) error { return nil }

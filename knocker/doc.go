@@ -4,10 +4,16 @@
 //
 // A knock asks a doorman daemon to open one TCP port for one connection from
 // the sender's address. Nothing ever answers a knock (spec/doorman.md), so
-// the only way to learn that it worked is to try the TCP
-// connection: [WaitOpen] does that, and [DialOpen] keeps the connection that
-// succeeded so that [Proxy] can relay it (the door lets exactly one
-// connection through, so a probe connection uses it up).
+// the only way to learn that it worked is to try the TCP connection, and
+// the door lets exactly one connection through, so a probe uses it up.
+// [DialOpen] keeps the connection that got through so that [Proxy] can
+// relay it (the way to use a door from ssh's ProxyCommand); [KnockReady]
+// confirms a door with a probe and then knocks again, so that a fresh door
+// waits for the caller's own connection; [WaitOpen] only probes.
+//
+// A secret can come from the configuration file, a private file
+// ([ReadSecretFile]) or a stream ([ReadSecretLine]); a secret on a command
+// line is visible to every local user in the process list.
 //
 // The tag of every knock is drawn from crypto/rand ([NewTag], CLASSIC-3.3/1);
 // a fixed tag is only for test vectors and dry runs ([Options.Tag]).

@@ -20,9 +20,9 @@ var (
 	ErrNoSecret = errors.New("no secret")
 	// ErrNotOpened: no TCP connection succeeded before the deadline.
 	ErrNotOpened = errors.New("no door opened")
-	// ErrConfigPerm: the configuration file may be read or written by
-	// someone other than its owner.
-	ErrConfigPerm = errors.New("config file is accessible to group or others")
+	// ErrConfigPerm: the configuration file or a secret file may be read or
+	// written by someone other than its owner.
+	ErrConfigPerm = errors.New("holds a secret but is accessible to group or others")
 )
 
 // groupPunct is protocol.GroupAlphabet, repeated here because an error

@@ -307,7 +307,8 @@ func buildKnock(t *testing.T) string {
 
 // TestIntegrationKnockCommand runs the built knock binary inside the client
 // namespace: a plain knock over IPv4 and IPv6, --wait against the open door
-// port, and --wait against a closed port, which must fail within the wait.
+// port (two knocks), and --wait against a closed port, which must fail
+// within the wait after one knock.
 func TestIntegrationKnockCommand(t *testing.T) {
 	n := newTestNet(t)
 	got := n.startServer(t)
@@ -346,16 +347,21 @@ func TestIntegrationKnockCommand(t *testing.T) {
 	}
 	checkKnock(t, receive(t, got), cliV6)
 
+	// --wait knocks, probes, and knocks again for the user (CLASSIC-11.6).
 	out, errs, code, _ := knock("--wait=5s", srvV4.String(), "2222")
 	if code != 0 || !regexp.MustCompile(`^open after [0-9]+ ms\n$`).MatchString(out) {
 		t.Fatalf("--wait on the open port: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	checkKnock(t, receive(t, got), cliV4)
+	first := checkKnock(t, receive(t, got), cliV4)
+	if second := checkKnock(t, receive(t, got), cliV4); second == first {
+		t.Error("--wait sent the same tag twice")
+	}
 
 	out, errs, code, _ = knock("--wait=5s", srvV6.String(), "2222")
 	if code != 0 || !strings.HasPrefix(out, "open after ") {
 		t.Fatalf("--wait over IPv6: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
+	checkKnock(t, receive(t, got), cliV6)
 	checkKnock(t, receive(t, got), cliV6)
 
 	const wait = 1500 * time.Millisecond

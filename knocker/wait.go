@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -124,4 +125,84 @@ func DialOpenFunc(ctx context.Context, dialFn func(context.Context) (net.Conn, e
 			return nil, time.Since(start), lastErr
 		}
 	}
+}
+
+// maxSettle bounds how long KnockReady gives the fresh door to open. Past
+// the kernel's first SYN retransmission (one second), a SYN that beat the
+// door is retried anyway.
+const maxSettle = time.Second
+
+// ErrFixedTag: a fixed tag cannot knock twice; the second knock would be a
+// replay (CLASSIC-5.1), and a doorman refuses it.
+var ErrFixedTag = errors.New("a fixed tag (Options.Tag) cannot be used for a second knock")
+
+// Ready is what KnockReady did.
+type Ready struct {
+	// First is the knock whose door the probe connection used up.
+	First Result
+	// Opened is the time from the first knock until the probe connected.
+	Opened time.Duration
+	// Second is the fresh knock whose door waits for the caller.
+	Second Result
+}
+
+// KnockReady gives "knock, then connect" a door that is known to work.
+// Nothing answers a knock and a door admits exactly one connection
+// (CLASSIC-6.2), so the only proof that a knock opened a door is a
+// connection through it, which uses that door up. KnockReady therefore
+// sends a knock, tries connections for up to wait until one gets through
+// (DialOpen) and closes it, then sends a second knock with a fresh tag to
+// the same address (CLASSIC-11.6), so that a fresh door waits for the caller's own
+// connection. Before returning it gives that door as long to open as the
+// first one took (at most a second), so that a connection made right away
+// does not arrive before it.
+//
+// If no connection got through, the error wraps ErrNotOpened and no second
+// knock is sent. A doorman keeps the fresh door only for its waitfor time
+// (10 s unless configured), and the second knock is not confirmed: if it
+// was lost on the way, the caller's connection times out. A door that
+// already waited for this address (an unused fresh door of an earlier
+// call) takes the probe, so it confirms that a door opened, not which
+// knock opened it. Every call uses two entries of the doorman's replay
+// store. o.Tag must be nil
+// (ErrFixedTag). ctx bounds the whole call, wait only the confirmation.
+func KnockReady(ctx context.Context, o Options, wait time.Duration) (Ready, error) {
+	var r Ready
+	if o.Tag != nil {
+		return r, ErrFixedTag
+	}
+	first, err := Send(ctx, o)
+	if err != nil {
+		return r, err
+	}
+	r.First = first
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	c, opened, err := DialOpen(wctx, first.Dest.Addr(), first.Port, 0)
+	cancel()
+	r.Opened = opened
+	if err != nil {
+		return r, err
+	}
+	// DialOpen has ended every other attempt before it returns, so no SYN of
+	// the probe is left to claim the fresh door.
+	c.Close()
+
+	o.Service = strconv.Itoa(int(first.Port)) // already resolved: no second lookup
+	k, payload, err := build(ctx, &o)
+	if err != nil {
+		return r, fmt.Errorf("second knock: %w", err)
+	}
+	if err := sendTo(ctx, first.Dest, payload); err != nil {
+		return r, fmt.Errorf("second knock: %w", err)
+	}
+	r.Second = Result{Knock: k, Payload: payload, Dest: first.Dest, Port: k.Port}
+
+	t := time.NewTimer(min(opened, maxSettle))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
+	return r, nil
 }

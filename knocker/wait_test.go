@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doorman-project/doorman/knocker/knockertest"
+	"github.com/doorman-project/doorman/protocol"
 )
 
 func listenTCP(t *testing.T) (*net.TCPListener, uint16) {
@@ -165,5 +170,79 @@ func TestProxyCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Proxy did not return after cancel")
+	}
+}
+
+// TestKnockReady: KnockReady confirms the first door by using it, and the
+// fresh door it knocked for takes the caller's one connection, made right
+// after it returns and without retries (CLASSIC-11.6/1).
+func TestKnockReady(t *testing.T) {
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
+	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
+		Secret: protocol.Secret("s3cretKnock"), KnockPort: f.KnockPort}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := KnockReady(ctx, o, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.First.Knock.Tag == r.Second.Knock.Tag || r.First.Dest != r.Second.Dest || r.Second.Port != f.DoorPort || r.Opened <= 0 {
+		t.Fatalf("KnockReady = %+v", r)
+	}
+	c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(f.DoorPort)), time.Second)
+	if err != nil {
+		t.Fatalf("the caller's connection after KnockReady: %v (events %q)", err, f.Events())
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(io.LimitReader(c, 7)); string(b) != "door 2\n" {
+		t.Fatalf("the caller got %q, %v; want the second door", b, err)
+	}
+	want := []string{fmt.Sprintf("knock %d", r.First.Knock.Tag), "conn 1", fmt.Sprintf("knock %d", r.Second.Knock.Tag), "conn 2"}
+	if got := f.Events(); !slices.Equal(got, want) {
+		t.Fatalf("doorman saw %q, want %q", got, want)
+	}
+}
+
+// TestKnockReadyNotOpened: when no door opens there is no second knock
+// (CLASSIC-11.6/2).
+func TestKnockReadyNotOpened(t *testing.T) {
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
+	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
+		Secret: protocol.Secret("wrong"), KnockPort: f.KnockPort}
+	r, err := KnockReady(context.Background(), o, 300*time.Millisecond)
+	if !errors.Is(err, ErrNotOpened) || r.First.Payload == nil || r.Second.Payload != nil {
+		t.Fatalf("KnockReady = %+v, %v; want ErrNotOpened after one knock", r, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if ev := f.Events(); len(ev) != 0 {
+		t.Errorf("doorman saw %q", ev)
+	}
+
+	tag := uint32(1)
+	o.Tag = &tag
+	if _, err := KnockReady(context.Background(), o, time.Second); !errors.Is(err, ErrFixedTag) {
+		t.Errorf("fixed tag: err = %v, want ErrFixedTag", err)
+	}
+}
+
+// TestWaitOpenSpendsTheDoor shows why KnockReady knocks twice: a door that
+// WaitOpen confirmed has no connection left for the caller.
+func TestWaitOpenSpendsTheDoor(t *testing.T) {
+	f := knockertest.NewDoorman(t, "s3cretKnock", 5*time.Second)
+	o := Options{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), Group: "alice",
+		Secret: protocol.Secret("s3cretKnock"), KnockPort: f.KnockPort}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := Send(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WaitOpen(ctx, res.Dest.Addr(), res.Port, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(f.DoorPort)), time.Second); err == nil {
+		c.Close()
+		t.Fatal("a second connection got through a door that admits one")
 	}
 }

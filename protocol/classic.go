@@ -30,7 +30,7 @@ type Kind uint8
 const (
 	KindUnknown Kind = iota // neither classic nor a known later version
 	KindClassic             // first byte an ASCII digit: a classic (0.81) knock
-	KindModern              // first byte 0xD2: reserved for protocol version 2 (spec section 12)
+	KindModern              // first byte 0xD2: the modern protocol (spec section 12)
 )
 
 // ModernMagic is the first byte reserved for the modern protocol version
@@ -39,10 +39,12 @@ const (
 const ModernMagic = 0xD2
 
 // Size limits of a modern payload (spec section 12): a capture prefilter
-// may drop any datagram starting with ModernMagic outside them.
+// may drop any datagram starting with ModernMagic outside them. Every
+// modern knock of this version is exactly ModernKnockLen bytes
+// (MODERN-12.3).
 const (
-	MinModernLen = 64
-	MaxModernLen = 255
+	MinModernLen = ModernKnockLen
+	MaxModernLen = ModernKnockLen
 )
 
 // Sniff classifies a payload by its first byte.
@@ -125,8 +127,12 @@ func (k *Knock) Sign(secret []byte) [MACSize]byte {
 }
 
 // VerifyMAC reports in constant time whether the knock's MAC is the one
-// secret gives (CLASSIC-4.6).
+// secret gives (CLASSIC-4.6). An empty secret verifies nothing: guest-list
+// secrets are never empty (CLASSIC-9.3), and a modern guest has none.
 func (k *Knock) VerifyMAC(secret []byte) bool {
+	if len(secret) == 0 {
+		return false
+	}
 	want := k.Sign(secret)
 	return macEqual(&want, &k.MAC)
 }

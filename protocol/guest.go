@@ -16,16 +16,25 @@ func (Secret) String() string { return "[redacted]" }
 // LogValue implements slog.LogValuer.
 func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
-// Guest is one guest-list record: a group name, its secret, the TCP ports it
-// may open and the source addresses it may knock from (CLASSIC-9.3).
+// Guest is one guest-list record: a group name, its secret or public key,
+// the TCP ports it may open and the source addresses it may knock from
+// (CLASSIC-9.3, MODERN-12.20). A classic guest has a Secret and a zero Key;
+// a modern guest a Key and no Secret.
 type Guest struct {
 	Name   string
 	Secret Secret
-	Ports  []uint16       // sorted ascending, no duplicates
-	Nets   []netip.Prefix // masked; IPv4 prefixes are 4-byte form
+	// Key is a modern guest's static public key (MODERN-12.13); the zero
+	// key for a classic guest.
+	Key   PublicKey
+	Ports []uint16       // sorted ascending, no duplicates
+	Nets  []netip.Prefix // masked; IPv4 prefixes are 4-byte form
 	// Sources keeps each address entry as written, for messages.
 	Sources []string
 }
+
+// IsModern reports whether the guest knocks with the modern protocol (it has
+// a public key instead of a secret).
+func (g *Guest) IsModern() bool { return !g.Key.IsZero() }
 
 // AllowsPort reports whether the guest may open port.
 func (g *Guest) AllowsPort(port uint16) bool {
@@ -48,7 +57,14 @@ func (g *Guest) AllowsAddr(src netip.Addr) bool {
 // Verify runs the checks that follow guest lookup, in the spec's order
 // (CLASSIC-4.1): requested port, source address, then MAC. The replay check
 // comes last and is the caller's, because it records state.
+//
+// A modern guest is no classic guest: a classic knock naming its group is
+// refused as ErrUnknownGuest (MODERN-12.20/2), and so is any guest without
+// a secret, whose empty "secret" anyone could sign with.
 func Verify(k *Knock, g *Guest, src netip.Addr) error {
+	if g.IsModern() || len(g.Secret) == 0 {
+		return ErrUnknownGuest
+	}
 	if !g.AllowsPort(k.Port) {
 		return ErrPortNotAllowed
 	}

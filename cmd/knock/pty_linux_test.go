@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -39,19 +40,30 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 }
 
 // TestSecretPromptNoEcho: a secret typed at the prompt is not echoed to the
-// terminal (CLASSIC-11.4), and it is the secret the knock is signed with.
+// terminal (CLASSIC-11.4), and it is the secret the knock is signed with;
+// also when --secret-stdin names the terminal as the source.
 func TestSecretPromptNoEcho(t *testing.T) {
+	for _, extra := range [][]string{nil, {"--secret-stdin"}} {
+		t.Run(fmt.Sprint(extra), func(t *testing.T) { promptNoEcho(t, extra) })
+	}
+}
+
+func promptNoEcho(t *testing.T, extra []string) {
 	master, slave := openPTY(t)
 	var stdout, stderr bytes.Buffer
 	go func() {
 		time.Sleep(200 * time.Millisecond) // let knock switch echo off first
 		master.Write([]byte("hunter2secret\n"))
 	}()
-	cfg := t.TempDir() + "/knockcf"
-	if err := os.WriteFile(cfg, []byte("# no secret here\n"), 0o600); err != nil {
+	cfg, body := t.TempDir()+"/knockcf", "# no secret here\n"
+	if len(extra) > 0 {
+		body = "secret other\n" // --secret-stdin wins over it
+	}
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code := run([]string{"--dry-run", "-f", cfg, "-g", "alice", "198.18.0.1", "2222"}, slave, &stdout, &stderr)
+	args := append([]string{"--dry-run", "-f", cfg, "-g", "alice"}, extra...)
+	code := run(append(args, "198.18.0.1", "2222"), slave, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("knock exit %d: %s", code, stderr.String())
 	}

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -76,35 +75,67 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	if o.waitSet && !o.proxy {
+		return waitReady(ctx, o, opts, stdout, stderr)
+	}
+
 	res, err := knocker.Send(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "knock: %v\n", err)
 		return sendStatus(err)
 	}
 	if o.verbose {
-		fmt.Fprintf(stderr, "knock: sent %q to %s (asks for tcp port %d)\n", res.Payload, res.Dest, res.Port)
+		printSent(stderr, res)
 	}
 
 	switch {
 	case o.proxy:
 		return proxy(ctx, o, res, stdin, stdout, stderr)
-	case o.waitSet:
-		wctx, cancel := context.WithTimeout(ctx, o.wait)
-		defer cancel()
-		d, err := knocker.WaitOpen(wctx, res.Dest.Addr(), res.Port, 0)
-		if err != nil {
-			if o.verbose {
-				fmt.Fprintf(stderr, "knock: %v\n", err)
-			}
-			fmt.Fprintln(stderr, "knock: no door opened (check group, secret, port, your address)")
-			return exitNotOpen
-		}
-		fmt.Fprintf(stdout, "open after %d ms\n", d.Milliseconds())
-		return exitOK
 	case runCmd != "":
 		return runProgram(ctx, knocker.ExpandRun(runCmd, o.host, o.service), o.verbose, stdin, stdout, stderr)
 	}
 	return exitOK
+}
+
+// notOpened is the hint printed when no door opened.
+const notOpened = "knock: no door opened (check group, secret, port, your address)"
+
+// waitReady is --wait: knock, confirm the door opened by connecting
+// through it, and knock again so that a fresh door waits for the user's own
+// connection (knocker.KnockReady). stdout gets one line, "open after N ms",
+// for scripts; stderr says what the user is to do next.
+func waitReady(ctx context.Context, o *options, opts knocker.Options, stdout, stderr io.Writer) int {
+	r, err := knocker.KnockReady(ctx, opts, o.wait)
+	if o.verbose && r.First.Payload != nil {
+		printSent(stderr, r.First)
+	}
+	switch {
+	case err == nil:
+	case r.First.Payload == nil: // the first knock was not sent
+		fmt.Fprintf(stderr, "knock: %v\n", err)
+		return sendStatus(err)
+	case errors.Is(err, knocker.ErrNotOpened):
+		if o.verbose {
+			fmt.Fprintf(stderr, "knock: %v\n", err)
+		}
+		fmt.Fprintln(stderr, notOpened)
+		return exitNotOpen
+	default:
+		fmt.Fprintf(stderr, "knock: the door opened after %d ms, but then: %v\n", r.Opened.Milliseconds(), err)
+		return exitNotOpen
+	}
+	if o.verbose {
+		fmt.Fprintf(stderr, "knock: the door opened after %d ms; that connection used it up, so knocking again\n", r.Opened.Milliseconds())
+		printSent(stderr, r.Second)
+	}
+	fmt.Fprintf(stdout, "open after %d ms\n", r.Opened.Milliseconds())
+	fmt.Fprintf(stderr, "knock: a fresh door waits for your connection to %s port %d; make it within the server's waitfor (10 s by default)\n",
+		o.host, r.Second.Port)
+	return exitOK
+}
+
+func printSent(w io.Writer, res knocker.Result) {
+	fmt.Fprintf(w, "knock: sent %q to %s (asks for tcp port %d)\n", res.Payload, res.Dest, res.Port)
 }
 
 // settle merges the command line with the configuration file and prompts
@@ -139,14 +170,20 @@ func settle(o *options, stdin io.Reader, stderr io.Writer) (knocker.Options, str
 	switch {
 	case o.secretSet:
 		opts.Secret = protocol.Secret(o.secret)
-	case len(cfg.Secret) > 0:
-		opts.Secret = cfg.Secret
-	default:
+	case o.secretFile != "":
+		s, err := knocker.ReadSecretFile(o.secretFile)
+		if err != nil {
+			return opts, "", fmt.Errorf("--secret-file: %w", err)
+		}
+		opts.Secret = s
+	case o.secretStdin || len(cfg.Secret) == 0:
 		s, err := readSecret(o, stdin, stderr, opts.Group)
 		if err != nil {
 			return opts, "", err
 		}
 		opts.Secret = s
+	default:
+		opts.Secret = cfg.Secret
 	}
 
 	runCmd := cfg.Run
@@ -158,7 +195,7 @@ func settle(o *options, stdin io.Reader, stderr io.Writer) (knocker.Options, str
 		}
 	case o.waitSet || o.proxy:
 		if runCmd != "" && o.verbose {
-			fmt.Fprintln(stderr, "knock: ignoring the config's run record: --wait and --proxy use the door's connection")
+			fmt.Fprintln(stderr, "knock: ignoring the config's run record with --wait and --proxy")
 		}
 		runCmd = ""
 	}
@@ -225,14 +262,11 @@ func readSecret(o *options, stdin io.Reader, stderr io.Writer, group string) (pr
 		defer tty.Close()
 		return promptTerminal(tty, stderr, prompt)
 	}
-	s, err := readLine(stdin)
+	s, err := knocker.ReadSecretLine(stdin)
 	if err != nil {
 		return nil, fmt.Errorf("reading the secret from stdin: %w", err)
 	}
-	if s == "" {
-		return nil, fmt.Errorf("%w: empty secret on stdin", knocker.ErrNoSecret)
-	}
-	return protocol.Secret(s), nil
+	return s, nil
 }
 
 func promptTerminal(f *os.File, stderr io.Writer, prompt string) (protocol.Secret, error) {
@@ -262,33 +296,6 @@ func openTerminal() (*os.File, error) {
 		return nil, fmt.Errorf("%s is not a terminal", name)
 	}
 	return f, nil
-}
-
-// readLine reads one line a byte at a time, so that nothing after it is
-// consumed: the run command inherits the rest of stdin.
-func readLine(r io.Reader) (string, error) {
-	var b strings.Builder
-	var c [1]byte
-	for b.Len() < 4096 {
-		n, err := r.Read(c[:])
-		if n == 1 {
-			if c[0] == '\n' {
-				break
-			}
-			b.WriteByte(c[0])
-			continue
-		}
-		if err == io.EOF {
-			if b.Len() == 0 {
-				return "", io.ErrUnexpectedEOF
-			}
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return strings.TrimSuffix(b.String(), "\r"), nil
 }
 
 // sendStatus maps a Send error to an exit status: names the user gave that

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/doorman-project/doorman/protocol"
 )
 
 // fuzzResolver never touches the network.
@@ -55,12 +57,18 @@ func FuzzParseDaemon(f *testing.F) {
 }
 
 // FuzzParseGuestList: any input yields either guests that satisfy every
-// rule of CLASSIC-9.1 to 9.3 or errors with a position, never a panic, and a
+// rule of CLASSIC-9.1 to 9.3 and MODERN-12.20 or errors with a position, never a panic, and a
 // secret is never echoed in an error.
 func FuzzParseGuestList(f *testing.F) {
 	addSeedFile(f, "testdata/dd_guestlist")
 	f.Add([]byte("g s3cretsecret 22 ::ffff:198.18.9.0/120 gw.example.net 2001:db8::/33\n  knockme\n"))
 	f.Add([]byte("  cont\ng\ng sec.ret 0 1.2.3/33 fe80::1%eth0 x/y/z\n"))
+	// Modern guests (MODERN-12.20): a key, a weak key, a shared key, a
+	// bare key, a broken prefix.
+	f.Add([]byte("a pubkey.hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= ssh 0.0.0.0/0 ::/0\nc s3cretKnock 22 198.18.0.1\n"))
+	f.Add([]byte("a pubkey.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= 22 198.18.0.1\n"))
+	f.Add([]byte("a pubkey.3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08= 22 198.18.0.1\nb\n pubkey.3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=\n 22 198.18.0.2\n"))
+	f.Add([]byte("a hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= 22 198.18.0.1\nb pubkey. 22 x\nc pubkey.pubkey.x 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		guests, _, err := ParseGuestList("fuzz", bytes.NewReader(data), fuzzResolver)
 		if err != nil {
@@ -74,12 +82,23 @@ func FuzzParseGuestList(f *testing.F) {
 			return
 		}
 		seen := map[string]bool{}
+		keys := map[protocol.PublicKey]bool{}
 		for _, g := range guests {
-			if seen[g.Name] || g.Name == "" || len(g.Name) > 32 || len(g.Secret) == 0 || len(g.Secret) > MaxSecretLen ||
+			if seen[g.Name] || g.Name == "" || len(g.Name) > 32 || len(g.Secret) > MaxSecretLen ||
 				len(g.Ports) == 0 || len(g.Nets) == 0 || len(g.Sources) == 0 {
 				t.Fatalf("invalid guest accepted: %+v", g)
 			}
 			seen[g.Name] = true
+			// A guest has a secret or a usable, unshared key, never both
+			// nor neither (MODERN-12.20).
+			if g.IsModern() {
+				if len(g.Secret) != 0 || g.Key.Check() != nil || keys[g.Key] {
+					t.Fatalf("invalid modern guest accepted: %+v", g)
+				}
+				keys[g.Key] = true
+			} else if len(g.Secret) == 0 {
+				t.Fatalf("guest with neither secret nor key accepted: %+v", g)
+			}
 			for i, p := range g.Ports {
 				if p == 0 || i > 0 && g.Ports[i-1] >= p {
 					t.Fatalf("ports not sorted unique: %v", g.Ports)

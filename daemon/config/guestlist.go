@@ -25,13 +25,20 @@ const (
 	// MinGoodSecretLen is the length below which a secret draws a warning:
 	// one sniffed knock lets anyone guess it offline.
 	MinGoodSecretLen = 8
+	// KeyPrefix marks a modern guest's public key in the secret column
+	// (MODERN-12.20): "pubkey." and the key's 44 base64 characters. A
+	// classic secret can never contain '.', so the two cannot be confused;
+	// base64 alone could, since + / = are secret characters.
+	KeyPrefix = "pubkey."
 )
 
 // ParseGuestList reads a guest list (CLASSIC-9.1 to 9.4) from r; name is used in
 // messages and res (nil means NetResolver{}) looks up service and host names.
 //
 // A record is "<group> <secret> <port-or-service>... <address[/bits] or
-// hostname[/bits]>...": the group starts in column 1, a line starting with
+// hostname[/bits]>...", or for a modern guest "<group> pubkey.<key> ..."
+// with the guest's X25519 public key in place of the secret (MODERN-12.20):
+// the group starts in column 1, a line starting with
 // whitespace continues the record above, and '#' starts a comment. A field
 // is a port if it is a number or a service name res knows, otherwise an
 // address: an IPv4 or IPv6 literal, or a host name that is resolved now and
@@ -48,7 +55,8 @@ func ParseGuestList(name string, r io.Reader, res Resolver) ([]protocol.Guest, [
 	is := &issues{file: name}
 	recs := splitRecords(r, is)
 	var guests []protocol.Guest
-	defined := map[string]int{} // group -> line
+	defined := map[string]int{}            // group -> line
+	keys := map[protocol.PublicKey]token{} // key -> group and its line
 	for _, rec := range recs {
 		g, ok := parseRecord(rec, res, is)
 		if !ok {
@@ -57,6 +65,16 @@ func ParseGuestList(name string, r io.Reader, res Resolver) ([]protocol.Guest, [
 		if prev, dup := defined[g.Name]; dup {
 			is.errorf(rec.line, "group", g.Name, fmt.Sprintf("already defined on line %d", prev), nil)
 			continue
+		}
+		if g.IsModern() {
+			// The key is the guest's identity on the wire (MODERN-12.13):
+			// two groups with one key would be one guest with two rules.
+			if prev, dup := keys[g.Key]; dup {
+				is.errorf(rec.toks[1].line, "public key of group", g.Name, fmt.Sprintf(
+					"is already the key of group %q on line %d; each guest needs a key pair of its own", prev.text, prev.line), nil)
+				continue
+			}
+			keys[g.Key] = token{g.Name, rec.line}
 		}
 		defined[g.Name] = rec.line
 		guests = append(guests, g)
@@ -138,8 +156,12 @@ func parseRecord(rec record, res Resolver, is *issues) (protocol.Guest, bool) {
 		return g, false
 	}
 	secret := rec.toks[1]
-	checkSecret(secret, group.text, is)
-	g.Secret = protocol.Secret(secret.text)
+	if key, ok := strings.CutPrefix(secret.text, KeyPrefix); ok {
+		g.Key = parseGuestKey(key, secret.line, group.text, is)
+	} else {
+		checkSecret(secret, group.text, is)
+		g.Secret = protocol.Secret(secret.text)
+	}
 
 	var sawAddr bool
 	beforeFields := len(is.errs)
@@ -179,6 +201,30 @@ func parseRecord(rec record, res Resolver, is *issues) (protocol.Guest, bool) {
 	return g, len(is.errs) == nerr
 }
 
+// parseGuestKey parses the key after KeyPrefix. A public key is no secret,
+// so errors show it.
+func parseGuestKey(text string, line int, group string, is *issues) protocol.PublicKey {
+	k, err := protocol.ParsePublicKey(text)
+	switch {
+	case errors.Is(err, protocol.ErrWeakKey):
+		is.errorf(line, "public key of group", group, fmt.Sprintf("%s is %v", text, err), nil)
+	case err != nil:
+		is.errorf(line, "public key of group", group, fmt.Sprintf(
+			"%q is not a key: after %s write the guest's public key, 44 characters of base64 as knock keygen prints it", text, KeyPrefix), nil)
+	}
+	return k
+}
+
+// looksLikeKey reports whether a classic secret is in fact a bare public
+// key: 44 characters of base64 that decode to 32 bytes.
+func looksLikeKey(s string) bool {
+	if len(s) != protocol.KeyTextLen || s[len(s)-1] != '=' {
+		return false
+	}
+	_, err := protocol.ParsePrivateKey(s) // syntax only; never a weak-key error
+	return err == nil
+}
+
 // checkSecret validates the secret without ever echoing it.
 func checkSecret(t token, group string, is *issues) {
 	s := t.text
@@ -197,6 +243,9 @@ func checkSecret(t token, group string, is *issues) {
 		is.errorf(t.line, "secret of group", group, fmt.Sprintf(
 			"character %d is not a letter, digit or one of %s", pos, protocol.GroupAlphabet), nil)
 		return
+	case looksLikeKey(s):
+		is.warn(t.line, "secret of group", group, fmt.Sprintf(
+			"looks like a public key; for a modern guest write %s before it; as written it is a classic secret", KeyPrefix))
 	case len(s) > ClassicMaxSecretLen:
 		is.warn(t.line, "secret of group", group, fmt.Sprintf(
 			"is %d characters; Doorman 0.81 allows at most %d, so its knock client cannot use it", len(s), ClassicMaxSecretLen))
@@ -293,7 +342,9 @@ func addAddress(g *protocol.Guest, t token, res Resolver, is *issues) {
 		if literal && m != p {
 			is.warn(t.line, "address", t.text, fmt.Sprintf("has bits set beyond the /%d prefix; using %v", b, m))
 		}
-		if b == 0 {
+		if b == 0 && !g.IsModern() {
+			// A modern knock proves its key, so "anywhere" is the usual
+			// entry for a guest on the move; a classic one only its secret.
 			is.warn(t.line, "address", t.text, "matches every address: this guest may knock from anywhere")
 		}
 		if !slices.Contains(g.Nets, m) {

@@ -14,9 +14,10 @@ type FileKind int
 
 // The kinds of file CheckOwner knows.
 const (
-	KindConfig    FileKind = iota + 1 // doormand.cf: root-owned, not group/other writable
-	KindGuestList                     // guest list: root-owned, no group/other bits at all
-	KindScript                        // firewall-add/-del: root-owned, not group/other writable, not other executable, owner executable
+	KindConfig     FileKind = iota + 1 // doormand.cf: root-owned, not group/other writable
+	KindGuestList                      // guest list: root-owned, no group/other bits at all
+	KindScript                         // firewall-add/-del: root-owned, not group/other writable, not other executable, owner executable
+	KindPrivateKey                     // the doorman's private key (MODERN-12.21): as a guest list
 )
 
 // String names the kind as messages do.
@@ -28,6 +29,8 @@ func (k FileKind) String() string {
 		return "guest list"
 	case KindScript:
 		return "firewall script"
+	case KindPrivateKey:
+		return "private key"
 	}
 	return fmt.Sprintf("FileKind(%d)", int(k))
 }
@@ -61,7 +64,8 @@ func (e *PermError) Unwrap() error { return ErrInsecure }
 // CheckOwner applies Doorman 0.81's ownership rules (skipped by doormand -D)
 // to the file at path, following symbolic links: it must be a regular file
 // owned by root, and
-//   - a guest list (it holds secrets) has no group or other permission bits;
+//   - a guest list (it holds secrets) and a private key have no group or
+//     other permission bits;
 //   - a config file is not writable by group or others;
 //   - a firewall script is not writable by group or others, not executable
 //     by others, and executable by its owner.
@@ -100,7 +104,7 @@ func checkInfo(path string, kind FileKind, fi fs.FileInfo) error {
 		fix = append(fix, "chown root:root "+quoted)
 	}
 	switch kind {
-	case KindGuestList:
+	case KindGuestList, KindPrivateKey:
 		if perm&0o077 != 0 {
 			problems = append(problems, fmt.Sprintf("mode %04o lets %s", perm, describe(perm&0o077)))
 			fix = append(fix, "chmod 600 "+quoted)
@@ -129,7 +133,7 @@ func checkInfo(path string, kind FileKind, fi fs.FileInfo) error {
 	if len(problems) == 0 {
 		return nil
 	}
-	if kind == KindGuestList && len(fix) == 1 && uid == 0 {
+	if (kind == KindGuestList || kind == KindPrivateKey) && len(fix) == 1 && uid == 0 {
 		// Keep the documented one-liner even when only the mode is wrong.
 		fix = []string{"chown root:root " + quoted, fix[0]}
 	}
