@@ -285,3 +285,29 @@ func TestModernConfigRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunModern: the knock DryRunModern builds is the one SendModern
+// would send (it opens, states the local address the system would send
+// from), and nothing is sent.
+func TestDryRunModern(t *testing.T) {
+	client, server := modernKeys(t)
+	l := listenUDP(t, "127.0.0.1:0")
+	o := ModernOptions{Host: "127.0.0.1", Service: "ssh", ServerKey: server.Public(), Key: client,
+		KnockPort: uint16(l.LocalAddr().(*net.UDPAddr).Port), Resolver: offlineResolver()}
+	res, err := DryRunModern(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := protocol.NewOpener(&server).Open(res.Payload)
+	if err != nil || k.Request != res.Request || k.Source != netip.MustParseAddr("127.0.0.1") || res.Dest.Port() != o.KnockPort {
+		t.Fatalf("dry run %+v opened as %+v, %v", res, k, err)
+	}
+	l.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, _, err := l.ReadFromUDPAddrPort(make([]byte, 512)); err == nil {
+		t.Fatal("a dry run sent a datagram")
+	}
+	o.Network = "udp6"
+	if _, err := DryRunModern(context.Background(), o); !errors.Is(err, ErrUnknownHost) {
+		t.Fatalf("IPv6 only to an IPv4 address: %v", err)
+	}
+}
