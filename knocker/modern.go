@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/doorman-project/doorman/protocol"
@@ -82,7 +83,8 @@ type ModernOptions struct {
 	// Source says which source address the knock states; the zero value
 	// is SourceLocal.
 	Source SourceMode
-	// SourceAddr is the address stated with SourceFixed.
+	// SourceAddr is the address stated with SourceFixed. SendModern then
+	// knocks to an address of the host of the same family.
 	SourceAddr netip.Addr
 	// SourcePort, when not 0, is the TCP source port the connection
 	// through the door will use: the doorman then admits only that
@@ -227,6 +229,10 @@ func (o *ModernOptions) knock(ctx context.Context, send bool) (ModernResult, err
 	if err != nil {
 		return res, err
 	}
+	fixed := o.Source == SourceFixed && o.SourceAddr.IsValid()
+	if fixed && ipnet != "ip" && (ipnet == "ip4") != o.SourceAddr.Unmap().Is4() {
+		return res, fmt.Errorf("knock: %w: %v over %s", ErrSourceFamily, o.SourceAddr, o.Network)
+	}
 	port, err := LookupService(ctx, o.Resolver, o.Service)
 	if err != nil {
 		return res, err
@@ -234,6 +240,13 @@ func (o *ModernOptions) knock(ctx context.Context, send bool) (ModernResult, err
 	addrs, err := ResolveHost(ctx, o.Resolver, ipnet, o.Host)
 	if err != nil {
 		return res, err
+	}
+	if fixed {
+		// A stated address is of one family: knock to an address of it.
+		addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return a.Is4() != o.SourceAddr.Unmap().Is4() })
+		if len(addrs) == 0 {
+			return res, fmt.Errorf("knock: %w: %s has no address of the family of %v", ErrSourceFamily, o.Host, o.SourceAddr)
+		}
 	}
 	var errs []error
 	for _, a := range addrs {

@@ -311,3 +311,25 @@ func TestDryRunModern(t *testing.T) {
 		t.Fatalf("IPv6 only to an IPv4 address: %v", err)
 	}
 }
+
+// TestSendModernFixedSourceFamily: with a stated address, SendModern
+// knocks to the host's address of that family, and refuses a network of
+// the other one before sending anything.
+func TestSendModernFixedSourceFamily(t *testing.T) {
+	client, server := modernKeys(t)
+	l := listenUDP(t, "[::1]:0")
+	o := ModernOptions{Host: "::1", Service: "22", ServerKey: server.Public(), Key: client,
+		KnockPort: uint16(l.LocalAddr().(*net.UDPAddr).Port), Source: SourceFixed, SourceAddr: netip.MustParseAddr("::1")}
+	res, err := SendModern(context.Background(), o)
+	if err != nil || !res.Dest.Addr().Is6() || res.Request.Source != netip.MustParseAddr("::1") {
+		t.Fatalf("%+v %v", res, err)
+	}
+	o.Network = "udp4"
+	if _, err := SendModern(context.Background(), o); !errors.Is(err, ErrSourceFamily) {
+		t.Fatalf("IPv6 source over udp4: %v", err)
+	}
+	o.Network, o.Host = "", "127.0.0.1"
+	if _, err := SendModern(context.Background(), o); !errors.Is(err, ErrSourceFamily) {
+		t.Fatalf("IPv6 source to an IPv4 host: %v", err)
+	}
+}
