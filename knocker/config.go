@@ -20,6 +20,9 @@ import (
 //	secret s3cretKnock
 //	port 1001
 //	run "ssh -p %P% %H%"
+//
+// The records of the modern protocol (private-key, server, source) are
+// in Modern.
 type Config struct {
 	// Path is the name the file was read under, for messages.
 	Path string
@@ -32,6 +35,9 @@ type Config struct {
 	// Run is the command to run after the knock (record "run"), with the
 	// %H% and %P% placeholders not yet replaced; see ExpandRun.
 	Run string
+	// Modern holds the records of the modern protocol (MODERN-12.22): a
+	// knock to a host with a server record is a modern knock.
+	Modern ModernConfig
 	// Warnings lists records that were ignored or overridden, each
 	// prefixed with file:line. 0.81 ignored unknown keywords silently;
 	// a typo then looked like a missing record, so they are reported here.
@@ -104,8 +110,10 @@ func ParseConfig(name string, r io.Reader) (*Config, error) {
 		kw, known, err := c.record(text)
 		if err != nil {
 			shown := text
-			if kw == "secret" {
-				shown = "secret [redacted]"
+			if kw == "secret" || kw == "private-key" {
+				// The value may be a secret or, pasted where a path
+				// belongs, a private key.
+				shown = kw + " [redacted]"
 			}
 			return nil, &ConfigError{File: name, Line: line, Text: shown, Err: err}
 		}
@@ -116,10 +124,16 @@ func ParseConfig(name string, r io.Reader) (*Config, error) {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: unknown keyword %q ignored", name, line, kw))
 			continue
 		}
-		if prev, ok := seen[kw]; ok {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %s repeats line %d; the later record wins", name, line, kw, prev))
+		key, label := kw, kw
+		if kw == "server" {
+			// One record per doorman: only the same host repeats.
+			host := strings.Fields(text)[1]
+			key, label = "server "+hostKey(host), "server "+host
 		}
-		seen[kw] = line
+		if prev, ok := seen[key]; ok {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %s repeats line %d; the later record wins", name, line, label, prev))
+		}
+		seen[key] = line
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -172,6 +186,9 @@ func (c *Config) record(text string) (kw string, known bool, err error) {
 		}
 		c.Run = v
 		return kw, true, nil
+	}
+	if ok, err := c.Modern.Record(c.Path, kw, rest); ok {
+		return kw, true, err
 	}
 	return word, false, nil
 }

@@ -132,6 +132,7 @@ func TestParseConfigFiles(t *testing.T) {
 		{file: "crlf.knockcf", group: "alice", secret: "x", port: 2001},
 		{file: "unknown.knockcf", group: "bob", warnings: 2},
 		{file: "bad-port.knockcf", err: "testdata/bad-port.knockcf:3: port:"},
+		{file: "modern.knockcf", group: "alice", secret: "s3cretKnock"},
 	} {
 		f, err := os.Open(filepath.Join("testdata", tc.file))
 		if err != nil {
@@ -237,6 +238,67 @@ func TestRunDisabled(t *testing.T) {
 		"00": false, "xx": false, "ssh %H%": false, "false": false} {
 		if got := RunDisabled(v); got != want {
 			t.Errorf("RunDisabled(%q) = %v", v, got)
+		}
+	}
+}
+
+// TestParseConfigModern: the modern records are read from the same file as
+// the classic ones (MODERN-12.22); a server record repeats only for the
+// same host, and a private key pasted where its path belongs is never
+// echoed.
+func TestParseConfigModern(t *testing.T) {
+	const (
+		keyA = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
+		keyB = "gOZUqYrpn91dNZ72SDx8PQNXBjhlIUEzcu64bq/6w1Y="
+		priv = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo="
+	)
+	f, err := os.Open("testdata/modern.knockcf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := ParseConfig("testdata/modern.knockcf", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Modern.PrivateKeyFile != filepath.Join("testdata", "keys", "knock.key") || c.Modern.Source != SourceSeen || len(c.Warnings) != 0 {
+		t.Errorf("got %+v", c)
+	}
+	for host, want := range map[string]string{"GW.example.net": keyA, "2001:db8::1": keyB} {
+		if k, ok := c.Modern.ServerKey(host); !ok || k.String() != want {
+			t.Errorf("server %s: %v %v", host, k, ok)
+		}
+	}
+
+	c, err = ParseConfig("t", strings.NewReader("server a.example "+keyA+"\nserver b.example "+keyB+"\nsource local\nSERVER A.example. "+keyB+"\nsource seen\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"t:4: server A.example. repeats line 1; the later record wins", "t:5: source repeats line 3; the later record wins"}
+	if strings.Join(c.Warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings %q, want %q", c.Warnings, want)
+	}
+	if k, _ := c.Modern.ServerKey("a.example"); k.String() != keyB {
+		t.Errorf("the later server record does not win: %v", k)
+	}
+
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"group a\nprivate-key " + priv + "\n", `f:2: private-key: takes the path of a key file`},
+		{"private-key   " + priv + "  # oops\n", `f:1: private-key: takes the path`},
+		{"private-key a " + priv + "\n", `f:1: private-key: want one value, have 2: "private-key [redacted]"`},
+		{"\nserver gw.example.net\n", `f:2: server: want a host and the doorman's public key, have 1 values: "server gw.example.net"`},
+		{"server gw.example.net " + keyA[:40] + "\n", `f:1: server: gw.example.net: not a key`},
+		{"source nat\n", `f:1: source: "nat" is not local, seen or an IP address: "source nat"`},
+	} {
+		_, err := ParseConfig("f", strings.NewReader(tc.in))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %s", tc.in, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), priv[:20]) {
+			t.Errorf("%q: the error shows the private key: %v", tc.in, err)
 		}
 	}
 }

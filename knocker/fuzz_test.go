@@ -3,6 +3,7 @@ package knocker
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,8 @@ func FuzzParseConfig(f *testing.F) {
 		"", "#", "group", "group alice", "GROUP alice # c\r\n", "port 65535\nport 0",
 		`run "a "b" c"`, `run "`, `run "x" y`, "secret \x00\xff", "run\t\"%H%\"\n\n\nfoo bar",
 		"group " + strings.Repeat("a", 40), strings.Repeat("x", 5000),
+		"server h hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\nserver H. hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
+		"private-key k\nsource ::ffff:198.18.0.1", "server [fe80::1%eth0] hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
 	} {
 		f.Add(s)
 	}
@@ -62,11 +65,29 @@ func FuzzParseConfig(f *testing.F) {
 		if c.Run != "" {
 			fmt.Fprintf(&b, "run \"%s\"\n", c.Run)
 		}
+		m := c.Modern
+		if m.PrivateKeyFile != "" {
+			fmt.Fprintf(&b, "private-key %s\n", m.PrivateKeyFile)
+		}
+		for host, k := range m.Servers {
+			if k.Check() != nil {
+				t.Fatalf("server %q with unusable key %v accepted", host, k)
+			}
+			fmt.Fprintf(&b, "server %s %s\n", host, k)
+		}
+		switch m.Source {
+		case SourceFixed:
+			fmt.Fprintf(&b, "source %s\n", m.SourceAddr)
+		default:
+			fmt.Fprintf(&b, "source %s\n", m.Source)
+		}
 		c2, err := ParseConfig("fz2", strings.NewReader(b.String()))
 		if err != nil {
 			t.Fatalf("round trip of %q: %v", b.String(), err)
 		}
-		if c2.Group != c.Group || string(c2.Secret) != string(c.Secret) || c2.KnockPort != c.KnockPort || c2.Run != c.Run || len(c2.Warnings) != 0 {
+		if c2.Group != c.Group || string(c2.Secret) != string(c.Secret) || c2.KnockPort != c.KnockPort || c2.Run != c.Run || len(c2.Warnings) != 0 ||
+			c2.Modern.PrivateKeyFile != m.PrivateKeyFile || !maps.Equal(c2.Modern.Servers, m.Servers) ||
+			c2.Modern.Source != m.Source || c2.Modern.SourceAddr != m.SourceAddr {
 			t.Fatalf("round trip changed %+v into %+v", c, c2)
 		}
 		if c.Group != "" && len(c.Secret) > 0 {

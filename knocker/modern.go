@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/doorman-project/doorman/protocol"
@@ -82,7 +83,8 @@ type ModernOptions struct {
 	// Source says which source address the knock states; the zero value
 	// is SourceLocal.
 	Source SourceMode
-	// SourceAddr is the address stated with SourceFixed.
+	// SourceAddr is the address stated with SourceFixed. SendModern then
+	// knocks to an address of the host of the same family.
 	SourceAddr netip.Addr
 	// SourcePort, when not 0, is the TCP source port the connection
 	// through the door will use: the doorman then admits only that
@@ -123,10 +125,7 @@ func (o *ModernOptions) ipNetwork() (string, error) {
 // request returns the request o describes for a knock to dest sent from
 // local (used by SourceLocal), stamped now.
 func (o *ModernOptions) request(port uint16, dest, local netip.Addr) (protocol.Request, error) {
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
-	}
+	now := o.clock()
 	t := now().UnixNano()
 	if t < 0 {
 		return protocol.Request{}, fmt.Errorf("knock: clock reads %v, before 1970", now())
@@ -148,6 +147,13 @@ func (o *ModernOptions) request(port uint16, dest, local netip.Addr) (protocol.R
 		return req, fmt.Errorf("knock: %w: %v to %v", ErrSourceFamily, req.Source, dest)
 	}
 	return req, nil
+}
+
+func (o *ModernOptions) clock() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
 }
 
 func (o *ModernOptions) check() error {
@@ -203,6 +209,18 @@ func (o *ModernOptions) seal(port uint16, dest, local netip.Addr) (protocol.Requ
 // socket is connected, so SourceLocal states the address the system
 // actually sends from. Nothing answers a knock; use WaitOpen or DialOpen.
 func SendModern(ctx context.Context, o ModernOptions) (ModernResult, error) {
+	return o.knock(ctx, true)
+}
+
+// DryRunModern does all that SendModern does except send: it resolves the
+// host, finds the address the system would send from (connecting a UDP
+// socket sends nothing) and builds the knock for it. The result is the
+// knock SendModern would have sent, valid for the doorman's time window.
+func DryRunModern(ctx context.Context, o ModernOptions) (ModernResult, error) {
+	return o.knock(ctx, false)
+}
+
+func (o *ModernOptions) knock(ctx context.Context, send bool) (ModernResult, error) {
 	var res ModernResult
 	if err := o.check(); err != nil {
 		return res, err
@@ -210,6 +228,10 @@ func SendModern(ctx context.Context, o ModernOptions) (ModernResult, error) {
 	ipnet, err := o.ipNetwork()
 	if err != nil {
 		return res, err
+	}
+	fixed := o.Source == SourceFixed && o.SourceAddr.IsValid()
+	if fixed && ipnet != "ip" && (ipnet == "ip4") != o.SourceAddr.Unmap().Is4() {
+		return res, fmt.Errorf("knock: %w: %v over %s", ErrSourceFamily, o.SourceAddr, o.Network)
 	}
 	port, err := LookupService(ctx, o.Resolver, o.Service)
 	if err != nil {
@@ -219,10 +241,17 @@ func SendModern(ctx context.Context, o ModernOptions) (ModernResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if fixed {
+		// A stated address is of one family: knock to an address of it.
+		addrs = slices.DeleteFunc(addrs, func(a netip.Addr) bool { return a.Is4() != o.SourceAddr.Unmap().Is4() })
+		if len(addrs) == 0 {
+			return res, fmt.Errorf("knock: %w: %s has no address of the family of %v", ErrSourceFamily, o.Host, o.SourceAddr)
+		}
+	}
 	var errs []error
 	for _, a := range addrs {
 		dest := netip.AddrPortFrom(a, o.knockPort())
-		r, err := o.sendTo(ctx, port, dest)
+		r, err := o.sendTo(ctx, port, dest, send)
 		if err == nil {
 			return r, nil
 		}
@@ -235,8 +264,9 @@ func SendModern(ctx context.Context, o ModernOptions) (ModernResult, error) {
 }
 
 // sendTo connects a UDP socket to dest (which sends nothing but fixes the
-// local address), builds the knock for that local address and sends it.
-func (o *ModernOptions) sendTo(ctx context.Context, port uint16, dest netip.AddrPort) (ModernResult, error) {
+// local address), builds the knock for that local address and, if send is
+// set, sends it.
+func (o *ModernOptions) sendTo(ctx context.Context, port uint16, dest netip.AddrPort, send bool) (ModernResult, error) {
 	network := "udp6"
 	if dest.Addr().Is4() {
 		network = "udp4"
@@ -252,6 +282,10 @@ func (o *ModernOptions) sendTo(ctx context.Context, port uint16, dest netip.Addr
 	if err != nil {
 		return ModernResult{}, err
 	}
+	res := ModernResult{Request: req, Payload: payload, Dest: dest, Local: local}
+	if !send {
+		return res, nil
+	}
 	n, err := c.Write(payload)
 	if err != nil {
 		return ModernResult{}, sendError(dest, err)
@@ -259,5 +293,5 @@ func (o *ModernOptions) sendTo(ctx context.Context, port uint16, dest netip.Addr
 	if n != len(payload) {
 		return ModernResult{}, fmt.Errorf("knock %s: short write (%d of %d bytes)", dest, n, len(payload))
 	}
-	return ModernResult{Request: req, Payload: payload, Dest: dest, Local: local}, nil
+	return res, nil
 }

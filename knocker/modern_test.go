@@ -285,3 +285,51 @@ func TestModernConfigRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunModern: the knock DryRunModern builds is the one SendModern
+// would send (it opens, states the local address the system would send
+// from), and nothing is sent.
+func TestDryRunModern(t *testing.T) {
+	client, server := modernKeys(t)
+	l := listenUDP(t, "127.0.0.1:0")
+	o := ModernOptions{Host: "127.0.0.1", Service: "ssh", ServerKey: server.Public(), Key: client,
+		KnockPort: uint16(l.LocalAddr().(*net.UDPAddr).Port), Resolver: offlineResolver()}
+	res, err := DryRunModern(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := protocol.NewOpener(&server).Open(res.Payload)
+	if err != nil || k.Request != res.Request || k.Source != netip.MustParseAddr("127.0.0.1") || res.Dest.Port() != o.KnockPort {
+		t.Fatalf("dry run %+v opened as %+v, %v", res, k, err)
+	}
+	l.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, _, err := l.ReadFromUDPAddrPort(make([]byte, 512)); err == nil {
+		t.Fatal("a dry run sent a datagram")
+	}
+	o.Network = "udp6"
+	if _, err := DryRunModern(context.Background(), o); !errors.Is(err, ErrUnknownHost) {
+		t.Fatalf("IPv6 only to an IPv4 address: %v", err)
+	}
+}
+
+// TestSendModernFixedSourceFamily: with a stated address, SendModern
+// knocks to the host's address of that family, and refuses a network of
+// the other one before sending anything.
+func TestSendModernFixedSourceFamily(t *testing.T) {
+	client, server := modernKeys(t)
+	l := listenUDP(t, "[::1]:0")
+	o := ModernOptions{Host: "::1", Service: "22", ServerKey: server.Public(), Key: client,
+		KnockPort: uint16(l.LocalAddr().(*net.UDPAddr).Port), Source: SourceFixed, SourceAddr: netip.MustParseAddr("::1")}
+	res, err := SendModern(context.Background(), o)
+	if err != nil || !res.Dest.Addr().Is6() || res.Request.Source != netip.MustParseAddr("::1") {
+		t.Fatalf("%+v %v", res, err)
+	}
+	o.Network = "udp4"
+	if _, err := SendModern(context.Background(), o); !errors.Is(err, ErrSourceFamily) {
+		t.Fatalf("IPv6 source over udp4: %v", err)
+	}
+	o.Network, o.Host = "", "127.0.0.1"
+	if _, err := SendModern(context.Background(), o); !errors.Is(err, ErrSourceFamily) {
+		t.Fatalf("IPv6 source to an IPv4 host: %v", err)
+	}
+}

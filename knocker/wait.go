@@ -176,16 +176,10 @@ func KnockReady(ctx context.Context, o Options, wait time.Duration) (Ready, erro
 		return r, err
 	}
 	r.First = first
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	c, opened, err := DialOpen(wctx, first.Dest.Addr(), first.Port, 0)
-	cancel()
-	r.Opened = opened
+	r.Opened, err = probe(ctx, first.Dest.Addr(), first.Port, wait)
 	if err != nil {
 		return r, err
 	}
-	// DialOpen has ended every other attempt before it returns, so no SYN of
-	// the probe is left to claim the fresh door.
-	c.Close()
 
 	o.Service = strconv.Itoa(int(first.Port)) // already resolved: no second lookup
 	k, payload, err := build(ctx, &o)
@@ -196,13 +190,80 @@ func KnockReady(ctx context.Context, o Options, wait time.Duration) (Ready, erro
 		return r, fmt.Errorf("second knock: %w", err)
 	}
 	r.Second = Result{Knock: k, Payload: payload, Dest: first.Dest, Port: k.Port}
+	return r, settleDoor(ctx, r.Opened)
+}
 
+// ModernReady is what KnockReadyModern did.
+type ModernReady struct {
+	// First is the knock whose door the probe connection used up.
+	First ModernResult
+	// Opened is the time from the first knock until the probe connected.
+	Opened time.Duration
+	// Second is the fresh knock whose door waits for the caller.
+	Second ModernResult
+}
+
+// KnockReadyModern is KnockReady for modern knocks: it sends a modern
+// knock, confirms the door by connecting through it, and sends a second
+// knock to the same address from the same source, so that a fresh door
+// waits for the caller's connection. The second knock's time is later than
+// the first's even if the clock stepped back in between, since a doorman
+// refuses a knock whose time is not later than the last it accepted from
+// the same key (MODERN-12.9, MODERN-12.17). Errors and waiting are as in
+// KnockReady.
+func KnockReadyModern(ctx context.Context, o ModernOptions, wait time.Duration) (ModernReady, error) {
+	var r ModernReady
+	first, err := SendModern(ctx, o)
+	if err != nil {
+		return r, err
+	}
+	r.First = first
+	r.Opened, err = probe(ctx, first.Dest.Addr(), first.Request.Port, wait)
+	if err != nil {
+		return r, err
+	}
+
+	clock := o.clock()
+	last := time.Unix(0, int64(first.Request.Time))
+	o.Now = func() time.Time {
+		if t := clock(); t.After(last) {
+			return t
+		}
+		return last.Add(time.Nanosecond)
+	}
+	second, err := o.sendTo(ctx, first.Request.Port, first.Dest, true)
+	if err != nil {
+		return r, fmt.Errorf("second knock: %w", err)
+	}
+	r.Second = second
+	return r, settleDoor(ctx, r.Opened)
+}
+
+// probe confirms that a door to host:port opened by connecting through it
+// within wait, and closes that connection, which uses the door up.
+func probe(ctx context.Context, host netip.Addr, port uint16, wait time.Duration) (time.Duration, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	c, opened, err := DialOpen(wctx, host, port, 0)
+	cancel()
+	if err != nil {
+		return opened, err
+	}
+	// DialOpen has ended every other attempt before it returns, so no SYN of
+	// the probe is left to claim the fresh door.
+	c.Close()
+	return opened, nil
+}
+
+// settleDoor gives a fresh door as long to open as the first one took (at
+// most maxSettle), so that a connection made right away does not arrive
+// before it.
+func settleDoor(ctx context.Context, opened time.Duration) error {
 	t := time.NewTimer(min(opened, maxSettle))
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
 	case <-ctx.Done():
-		return r, ctx.Err()
+		return ctx.Err()
 	}
-	return r, nil
 }

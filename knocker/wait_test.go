@@ -246,3 +246,58 @@ func TestWaitOpenSpendsTheDoor(t *testing.T) {
 		t.Fatal("a second connection got through a door that admits one")
 	}
 }
+
+// TestKnockReadyModern: as TestKnockReady, with modern knocks. The clock
+// is frozen, so the second knock's time is later than the first's only
+// because KnockReadyModern makes it so: a doorman refuses a knock not
+// later than the last it accepted from the key (MODERN-12.9, MODERN-12.17).
+func TestKnockReadyModern(t *testing.T) {
+	client, server := modernKeys(t)
+	f := knockertest.NewModernDoorman(t, &server, client.Public(), 5*time.Second)
+	frozen := time.Now()
+	o := ModernOptions{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), ServerKey: server.Public(), Key: client,
+		KnockPort: f.KnockPort, Now: func() time.Time { return frozen }}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := KnockReadyModern(ctx, o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%v (doorman saw %q)", err, f.Events())
+	}
+	if r.Second.Request.Time != r.First.Request.Time+1 || r.First.Dest != r.Second.Dest || r.First.Local.Addr() != r.Second.Local.Addr() ||
+		r.Second.Request.Source != netip.MustParseAddr("127.0.0.1") || r.Second.Request.Port != f.DoorPort || r.Opened <= 0 {
+		t.Fatalf("KnockReadyModern = %+v", r)
+	}
+	c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(f.DoorPort)), time.Second)
+	if err != nil {
+		t.Fatalf("the caller's connection after KnockReadyModern: %v (events %q)", err, f.Events())
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(io.LimitReader(c, 7)); string(b) != "door 2\n" {
+		t.Fatalf("the caller got %q, %v; want the second door", b, err)
+	}
+	want := []string{fmt.Sprintf("knock %d", r.First.Request.Time), "conn 1", fmt.Sprintf("knock %d", r.Second.Request.Time), "conn 2"}
+	if got := f.Events(); !slices.Equal(got, want) {
+		t.Fatalf("doorman saw %q, want %q", got, want)
+	}
+}
+
+// TestKnockReadyModernNotOpened: a knock with a key the doorman does not
+// know opens nothing, and no second knock follows (CLASSIC-11.6/2).
+func TestKnockReadyModernNotOpened(t *testing.T) {
+	client, server := modernKeys(t)
+	stranger, _ := modernKeys(t)
+	f := knockertest.NewModernDoorman(t, &server, stranger.Public(), 5*time.Second)
+	o := ModernOptions{Host: "127.0.0.1", Service: fmt.Sprint(f.DoorPort), ServerKey: server.Public(), Key: client, KnockPort: f.KnockPort}
+	r, err := KnockReadyModern(context.Background(), o, 300*time.Millisecond)
+	if !errors.Is(err, ErrNotOpened) || r.First.Payload == nil || r.Second.Payload != nil {
+		t.Fatalf("KnockReadyModern = %+v, %v; want ErrNotOpened after one knock", r, err)
+	}
+	if ev := f.Events(); len(ev) != 0 {
+		t.Errorf("doorman saw %q", ev)
+	}
+	o.Key = protocol.PrivateKey{}
+	if _, err := KnockReadyModern(context.Background(), o, time.Second); !errors.Is(err, ErrNoKey) {
+		t.Errorf("no key: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ var version = "dev"
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if isKeyCommand(args) {
+		return keyCommand(args[0], args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("doormand", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/doorman-project/doorman/knocker"
 )
 
 // defaultWait is how long --wait and --proxy try the door when given no
@@ -19,6 +22,8 @@ const defaultWait = 5 * time.Second
 // keeps it in step with newFlagSet.
 const usageText = `usage: knock [options] host service
        knock --proxy [options] host port
+       knock keygen [-f cfgpath] [FILE]
+       knock pubkey [-f cfgpath] [FILE]
 
 Send one Doorman knock to host asking it to open the TCP port service
 (a number or a name such as ssh) for one connection from this host.
@@ -35,6 +40,11 @@ Send one Doorman knock to host asking it to open the TCP port service
                            secret and must be private (chmod 600 FILE)
       --secret-stdin       read the secret from the first line of stdin
                            (without echo on a terminal)
+      --source MODE        the source address a modern knock states: local
+                           (the address this host sends from; the default),
+                           seen (none: the doorman takes the address it sees,
+                           for clients behind NAT) or an IP address
+                           (default: the config's source record)
   -r, --run "PROG ARGS"    run PROG 0.1 s after the knock; %H% is the host,
                            %P% the service; -r0, -rX, -rx or "" disable the
                            config's run record
@@ -47,12 +57,24 @@ Send one Doorman knock to host asking it to open the TCP port service
       --proxy              then connect through the door and relay stdin and
                            stdout, for ssh's ProxyCommand (gives up after the
                            --wait duration)
-      --dry-run, --print   print the payload and its hex instead of sending
-      --tag N              fixed tag for --dry-run (test vectors only)
+      --dry-run, --print   print the payload and its hex (a modern knock: its
+                           hex) instead of sending
+      --tag N              fixed tag for a classic --dry-run (test vectors only)
       --version            print the version and protocols
 
 The secret is the first of: -s, --secret-file, --secret-stdin, the config's
 secret record, and a prompt (one line of stdin if it is not a terminal).
+
+Modern knocks: a host with a "server HOST KEY" record in the config gets a
+modern knock, which proves your key pair instead of sending a group and
+secret, and is encrypted to the doorman's public key KEY (doormand pubkey
+prints it). Your private key is the config's private-key file, else
+~/.knock.key.
+  knock keygen [FILE]      make a key pair: write a new private key to FILE
+                           (default: the key file above; never replaced) and
+                           print its public key, for the doorman's guest list
+  knock pubkey [FILE]      print the public key of the private key in FILE
+A host named keygen or pubkey is written with a final dot: knock keygen. ssh
 
 A door lets exactly one connection through, and nothing answers a knock.
 For ssh, let knock make that connection:
@@ -88,6 +110,10 @@ type options struct {
 	waitSet    bool
 	network    string // "udp4", "udp6" or "" for either
 	tag        *uint32
+	source     *sourceValue // nil unless --source was given
+	// classicOnly lists the options given that only a classic knock
+	// uses, as typed in messages.
+	classicOnly []string
 
 	host, service string
 }
@@ -130,6 +156,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	text(&o.secret, "secret", "s", "the secret (visible in ps)", "-s needs a secret")
 	text(&o.secretFile, "secret-file", "", "file holding only the secret", "--secret-file needs a file name")
 	switchP(&o.secretStdin, "secret-stdin", "", "secret on stdin's first line")
+	fs.Var(sourceFlag{&o.source}, "source", "the source a modern knock states")
 	text(&o.run, "run", "r", "program to run after the knock", "")
 	switchP(&o.ipv4, "ipv4", "4", "knock over IPv4 only")
 	switchP(&o.ipv6, "ipv6", "6", "knock over IPv6 only")
@@ -168,6 +195,7 @@ func parseArgs(args []string) (*options, error) {
 	case o.ipv6:
 		o.network = "udp6"
 	}
+	o.classicOnly = changed(fs, "group", "secret", "secret-file", "secret-stdin", "tag")
 	if given := changed(fs, "secret", "secret-file", "secret-stdin"); len(given) > 1 {
 		return nil, usageErr("%s exclude each other: give the secret one way", strings.Join(given, " and "))
 	}
@@ -341,6 +369,25 @@ func (v tagValue) Set(s string) error {
 }
 func (v tagValue) String() string { return "" }
 func (v tagValue) Type() string   { return "uint32" }
+
+// sourceValue is --source: knocker.ParseSource's result.
+type sourceValue struct {
+	mode knocker.SourceMode
+	addr netip.Addr
+}
+
+type sourceFlag struct{ p **sourceValue }
+
+func (v sourceFlag) Set(s string) error {
+	mode, addr, err := knocker.ParseSource(s)
+	if err != nil {
+		return usageErr("--source: %v", err)
+	}
+	*v.p = &sourceValue{mode, addr}
+	return nil
+}
+func (v sourceFlag) String() string { return "" }
+func (v sourceFlag) Type() string   { return "source" }
 
 type waitValue struct{ p *time.Duration }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/doorman-project/doorman/knocker"
 )
 
 // TestParseGetopt checks the forms of CLASSIC-11.3 that getopt, and so
@@ -101,7 +103,7 @@ func TestHelpNamesEveryOption(t *testing.T) {
 // FuzzParseArgs: any command line parses or fails with a usage error; it
 // never panics.
 func FuzzParseArgs(f *testing.F) {
-	for _, s := range []string{"-r0 h s", "-s=x h s", "-vs=x -g -s=x h s", "--wait=2 -- -x s", "-4vg a h s", "--secret-file f --secret-stdin h s"} {
+	for _, s := range []string{"-r0 h s", "-s=x h s", "-vs=x -g -s=x h s", "--wait=2 -- -x s", "-4vg a h s", "--secret-file f --secret-stdin h s", "--source=seen h s", "--source 198.18.0.1 -6 h s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
@@ -112,7 +114,8 @@ func FuzzParseArgs(f *testing.F) {
 			}
 			return
 		}
-		if !o.help && !o.version && (o.wait <= 0 || (o.tag != nil && !o.dryRun)) {
+		if !o.help && !o.version && (o.wait <= 0 || (o.tag != nil && !o.dryRun) ||
+			(o.source != nil && (o.source.mode == knocker.SourceFixed) != o.source.addr.IsValid())) {
 			t.Fatalf("%q: accepted %+v", line, o)
 		}
 	})

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/doorman-project/doorman/daemon/ratelimit"
+	"github.com/doorman-project/doorman/protocol"
 )
 
 // Firewall selects how doors are opened. With firewall-add and firewall-del
@@ -60,6 +63,14 @@ const (
 	DefaultMaxDoors        = 10000
 	MaxMaxDoors            = 65535
 	MaxLinkHeaderLength    = 128
+
+	// Limits of the modern protocol's keywords (MODERN-12.21). The
+	// window's bounds are the spec's; the rate limits' upper bounds only
+	// catch typos, since a limit that high no longer limits.
+	MinModernWindow = time.Second
+	MaxModernWindow = time.Hour
+	MaxModernRate   = 100_000
+	MaxModernBurst  = 100_000
 
 	// maxFileSize bounds what LoadDaemon and LoadGuestList read.
 	maxFileSize = 16 << 20
@@ -133,6 +144,22 @@ type Daemon struct {
 	// MaxDoors bounds the doors open at once; a knock beyond it is refused
 	// before its digest is used.
 	MaxDoors int
+
+	// PrivateKey is the doorman's private key file for modern knocks
+	// (keyword private-key, MODERN-12.21); see LoadPrivateKey.
+	PrivateKey string
+	// Classic is whether classic knocks are accepted (keyword classic on
+	// or off): a site that has moved every guest to modern knocks turns
+	// it off (MODERN-12.20/3).
+	Classic bool
+	// ModernWindow is how far a modern knock's time may be from the
+	// doorman's clock, either way (modern-window, in seconds,
+	// MODERN-12.14).
+	ModernWindow time.Duration
+	// ModernRate and ModernBurst bound per source how many modern knocks
+	// a second, and how many at once, may cost public-key work
+	// (modern-rate, modern-burst, MODERN-12.12).
+	ModernRate, ModernBurst int
 }
 
 // DefaultDaemon returns a Daemon with every default set. Interface is empty
@@ -161,6 +188,11 @@ func DefaultDaemon() *Daemon {
 		IptablesChain:    DefaultIptablesChain,
 		LogGroup:         DefaultLogGroup,
 		MaxDoors:         DefaultMaxDoors,
+		PrivateKey:       DefaultPrivateKeyPath,
+		Classic:          true,
+		ModernWindow:     protocol.DefaultModernWindow,
+		ModernRate:       ratelimit.DefaultRate,
+		ModernBurst:      ratelimit.DefaultBurst,
 	}
 }
 
@@ -282,6 +314,22 @@ func keywords() map[string]keyword {
 			d.IptablesChain = v
 			return "", nil
 		}},
+		// The modern protocol (MODERN-12.21).
+		{"private-key", pathKW(func(d *Daemon) *string { return &d.PrivateKey })},
+		{"classic", func(d *Daemon, v string, _ Resolver) (string, error) {
+			switch strings.ToLower(v) {
+			case "on":
+				d.Classic = true
+			case "off":
+				d.Classic = false
+			default:
+				return "", errors.New("must be on or off")
+			}
+			return "", nil
+		}},
+		{"modern-window", durationKW(func(d *Daemon) *time.Duration { return &d.ModernWindow }, time.Second, MinModernWindow, MaxModernWindow)},
+		{"modern-rate", intKW(func(d *Daemon) *int { return &d.ModernRate }, 1, MaxModernRate)},
+		{"modern-burst", intKW(func(d *Daemon) *int { return &d.ModernBurst }, 1, MaxModernBurst)},
 	}
 	m := make(map[string]keyword, len(ks))
 	for _, k := range ks {
@@ -429,7 +477,7 @@ func LoadDaemon(path string, checkPerms bool) (*Daemon, []Warning, error) {
 
 // resolvePaths makes the relative paths of d absolute, against dir.
 func (d *Daemon) resolvePaths(dir string) {
-	for _, p := range []*string{&d.GuestList, &d.FirewallAdd, &d.FirewallDel, &d.HashArchive, &d.LogFile, &d.PidFile} {
+	for _, p := range []*string{&d.GuestList, &d.FirewallAdd, &d.FirewallDel, &d.HashArchive, &d.LogFile, &d.PidFile, &d.PrivateKey} {
 		if *p != "" && !filepath.IsAbs(*p) && *p != "-" && *p != "stderr" {
 			*p = filepath.Join(dir, *p)
 		}
@@ -540,6 +588,17 @@ func unitName(u time.Duration) string {
 		return "milliseconds"
 	}
 	return "seconds"
+}
+
+func intKW(field func(*Daemon) *int, lo, hi int) func(*Daemon, string, Resolver) (string, error) {
+	return func(d *Daemon, v string, _ Resolver) (string, error) {
+		n, err := parseInt(v, lo, hi)
+		if err != nil {
+			return "", err
+		}
+		*field(d) = n
+		return "", nil
+	}
 }
 
 func pathKW(field func(*Daemon) *string) func(*Daemon, string, Resolver) (string, error) {

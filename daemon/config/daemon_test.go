@@ -78,6 +78,8 @@ func TestParseDaemonDefaults(t *testing.T) {
 		FailLimit: 3, FailDelay: 60 * time.Second, Firewall: FirewallNftables, Capture: CaptureNetwork,
 		NftTable: "doorman", DoorMark: 0x00100000, StatsInterval: 300 * time.Second, IptablesChain: "DOORMAN",
 		LogGroup: 1001, MaxDoors: 10000,
+		// MODERN-12.21
+		PrivateKey: "/etc/doorman/doormand.key", Classic: true, ModernWindow: 60 * time.Second, ModernRate: 20, ModernBurst: 5,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
@@ -137,6 +139,19 @@ func TestParseDaemonKeywords(t *testing.T) {
 		{"iptables-chain KNOCK-1", func(d *Daemon) bool { return d.IptablesChain == "KNOCK-1" }},
 		{"nft-log-group 7", func(d *Daemon) bool { return d.LogGroup == 7 }},
 		{"max-doors 20000", func(d *Daemon) bool { return d.MaxDoors == 20000 }},
+		// MODERN-12.21
+		{"private-key /etc/doorman/site.key", func(d *Daemon) bool { return d.PrivateKey == "/etc/doorman/site.key" }},
+		{"Private_Key /etc//doorman/./k", func(d *Daemon) bool { return d.PrivateKey == "/etc/doorman/k" }},
+		{"classic off", func(d *Daemon) bool { return !d.Classic }},
+		{"classic OFF", func(d *Daemon) bool { return !d.Classic }},
+		{"classic on", func(d *Daemon) bool { return d.Classic }},
+		{"modern-window 1", func(d *Daemon) bool { return d.ModernWindow == time.Second }},
+		{"modern_window 3600", func(d *Daemon) bool { return d.ModernWindow == time.Hour }},
+		{"modern-window 90s", func(d *Daemon) bool { return d.ModernWindow == 90*time.Second }},
+		{"modern-rate 1", func(d *Daemon) bool { return d.ModernRate == 1 }},
+		{"modern-rate 100000", func(d *Daemon) bool { return d.ModernRate == 100000 }},
+		{"modern-burst 1", func(d *Daemon) bool { return d.ModernBurst == 1 }},
+		{"MODERN_BURST 50", func(d *Daemon) bool { return d.ModernBurst == 50 && d.ModernRate == 20 }},
 		{"port 1002 # trailing comment", func(d *Daemon) bool { return d.Port == 1002 }},
 		{"guestlist /etc/g#1", func(d *Daemon) bool { return d.GuestList == "/etc/g#1" }}, // '#' not after whitespace
 		{"\tport\t1003\r", func(d *Daemon) bool { return d.Port == 1003 }},
@@ -204,6 +219,21 @@ func TestParseDaemonErrors(t *testing.T) {
 		{"iptables-chain INPUT", `doormand.cf:2: iptables-chain "INPUT": must not be a built-in chain: doorman owns and flushes this chain`},
 		{"iptables-chain input", `doormand.cf:2: iptables-chain "input": must not be a built-in chain: doorman owns and flushes this chain`},
 		{"iptables-chain ABCDEFGHIJKLMNOPQRSTUVWXYZABC", `doormand.cf:2: iptables-chain "ABCDEFGHIJKLMNOPQRSTUVWXYZABC": must be a letter followed by up to 27 letters, digits, '_' or '-'`},
+		// MODERN-12.21
+		{"private-key /etc/k /etc/j", `doormand.cf:2: private-key "/etc/k /etc/j": takes exactly one value`},
+		{"private-key", `doormand.cf:2: private-key: needs a value`},
+		{"classic no", `doormand.cf:2: classic "no": must be on or off`},
+		{"classic 0", `doormand.cf:2: classic "0": must be on or off`},
+		{"modern-window 0", `doormand.cf:2: modern-window "0": must be between 1s and 1h0m0s`},
+		{"modern-window 3601", `doormand.cf:2: modern-window "3601": must be at most 1h0m0s`},
+		{"modern-window 500ms", `doormand.cf:2: modern-window "500ms": must be between 1s and 1h0m0s`},
+		{"modern-window a minute", `doormand.cf:2: modern-window "a minute": takes exactly one value`},
+		{"modern-window -1", `doormand.cf:2: modern-window "-1": must be a whole number of seconds or a duration such as 1.5s`},
+		{"modern-rate 0", `doormand.cf:2: modern-rate "0": must be a whole number from 1 to 100000`},
+		{"modern-rate 100001", `doormand.cf:2: modern-rate "100001": must be a whole number from 1 to 100000`},
+		{"modern-rate fast", `doormand.cf:2: modern-rate "fast": must be a whole number from 1 to 100000`},
+		{"modern-burst -5", `doormand.cf:2: modern-burst "-5": must be a whole number from 1 to 100000`},
+		{"modern-burst 2.5", `doormand.cf:2: modern-burst "2.5": must be a whole number from 1 to 100000`},
 		{"iptables-chain -j", `doormand.cf:2: iptables-chain "-j": must be a letter followed by up to 27 letters, digits, '_' or '-'`},
 	}
 	for _, tc := range tests {
@@ -343,14 +373,14 @@ func TestLevels(t *testing.T) {
 func TestLoadDaemonRelativePaths(t *testing.T) {
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "doormand.cf")
-	os.WriteFile(cf, []byte("interface eth0\nguestlist guests\nhash-archive state/replay\nfirewall-add ./add\nfirewall-del /abs/del\n"), 0o600)
+	os.WriteFile(cf, []byte("interface eth0\nguestlist guests\nhash-archive state/replay\nfirewall-add ./add\nfirewall-del /abs/del\nprivate-key keys/doormand.key\n"), 0o600)
 	d, warns, err := LoadDaemon(cf, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.GuestList != filepath.Join(dir, "guests") || d.HashArchive != filepath.Join(dir, "state/replay") ||
-		d.FirewallAdd != filepath.Join(dir, "add") || d.FirewallDel != "/abs/del" {
-		t.Fatalf("paths %q %q %q %q", d.GuestList, d.HashArchive, d.FirewallAdd, d.FirewallDel)
+		d.FirewallAdd != filepath.Join(dir, "add") || d.FirewallDel != "/abs/del" || d.PrivateKey != filepath.Join(dir, "keys/doormand.key") {
+		t.Fatalf("paths %q %q %q %q %q", d.GuestList, d.HashArchive, d.FirewallAdd, d.FirewallDel, d.PrivateKey)
 	}
 	n := 0
 	for _, w := range warns {
@@ -358,8 +388,8 @@ func TestLoadDaemonRelativePaths(t *testing.T) {
 			n++
 		}
 	}
-	if n != 3 {
-		t.Fatalf("%d relative-path warnings, want 3: %v", n, warns)
+	if n != 4 {
+		t.Fatalf("%d relative-path warnings, want 4: %v", n, warns)
 	}
 }
 

@@ -35,6 +35,11 @@
 //     link-header-length is given, else network), nft-table, door-mark,
 //     protect, stats-interval and iptables-chain. firewall script requires
 //     both scripts.
+//   - Keywords of the modern protocol (spec MODERN-12.21): private-key (the
+//     doorman's key file, default /etc/doorman/doormand.key; LoadPrivateKey
+//     reads it), classic (on or off, default on), modern-window (1s-1h,
+//     default 60 seconds), modern-rate and modern-burst (1-100000, defaults
+//     20 and 5).
 //
 // guest list
 //   - IPv6 addresses and prefixes are accepted; an IPv4-mapped IPv6

@@ -50,7 +50,9 @@ func FuzzParseDaemon(f *testing.F) {
 			return
 		}
 		if d.Interface == "" || d.Port == 0 || d.HashArchiveSize < MinHashArchiveSize ||
-			(d.Firewall == FirewallScript && (d.FirewallAdd == "" || d.FirewallDel == "")) {
+			(d.Firewall == FirewallScript && (d.FirewallAdd == "" || d.FirewallDel == "")) ||
+			d.PrivateKey == "" || d.ModernWindow < MinModernWindow || d.ModernWindow > MaxModernWindow ||
+			d.ModernRate < 1 || d.ModernRate > MaxModernRate || d.ModernBurst < 1 || d.ModernBurst > MaxModernBurst {
 			t.Fatalf("invalid daemon accepted: %+v", d)
 		}
 	})

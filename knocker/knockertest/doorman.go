@@ -5,6 +5,7 @@ package knockertest
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +28,51 @@ type Doorman struct {
 	KnockPort, DoorPort uint16
 
 	mu     sync.Mutex
-	events []string // "knock <tag>", "conn <door>", "expired <door>", in order
+	events []string // "knock <tag or time>", "conn <door>", "expired <door>", in order
 }
 
 // NewDoorman starts a Doorman for the group secret on 127.0.0.1; knocks
 // must ask for its DoorPort. Everything stops at the test's cleanup.
 func NewDoorman(t testing.TB, secret string, waitfor time.Duration) *Doorman {
 	t.Helper()
+	return newDoorman(t, waitfor, func(p []byte, _ netip.AddrPort, port uint16) (string, bool) {
+		var k protocol.Knock
+		if protocol.ParseKnock(p, &k) != nil || !k.VerifyMAC(protocol.Secret(secret)) || k.Port != port {
+			return "", false
+		}
+		return fmt.Sprint(k.Tag), true
+	})
+}
+
+// NewModernDoorman starts a Doorman on 127.0.0.1 for modern knocks to the
+// doorman key server from the guest key guest. It accepts a knock as a
+// doormand would (MODERN-12.11): one that opens under server's key, is from
+// guest, is within protocol.DefaultModernWindow of the clock, came from
+// its stated source, asks for DoorPort and is later than the last it
+// accepted. The knock's event is "knock <time>".
+func NewModernDoorman(t testing.TB, server *protocol.PrivateKey, guest protocol.PublicKey, waitfor time.Duration) *Doorman {
+	t.Helper()
+	opener := protocol.NewOpener(server)
+	var last uint64
+	return newDoorman(t, waitfor, func(p []byte, from netip.AddrPort, port uint16) (string, bool) {
+		k, err := opener.Open(p)
+		if err != nil || k.Client != guest || k.Port != port || k.Time <= last {
+			return "", false
+		}
+		if _, err := protocol.CheckTime(k.Time, time.Now(), protocol.DefaultModernWindow); err != nil {
+			return "", false
+		}
+		if _, err := k.Door(from.Addr()); err != nil {
+			return "", false
+		}
+		last = k.Time
+		return fmt.Sprint(k.Time), true
+	})
+}
+
+// newDoorman starts a Doorman whose knocks are checked by accept, which
+// returns what the knock event names.
+func newDoorman(t testing.TB, waitfor time.Duration, accept func(payload []byte, from netip.AddrPort, doorPort uint16) (string, bool)) *Doorman {
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -57,15 +96,15 @@ func NewDoorman(t testing.TB, secret string, waitfor time.Duration) *Doorman {
 		n := 0
 		buf := make([]byte, 512)
 		for {
-			m, err := udp.Read(buf)
+			m, from, err := udp.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
-			var k protocol.Knock
-			if protocol.ParseKnock(buf[:m], &k) != nil || !k.VerifyMAC(protocol.Secret(secret)) || k.Port != f.DoorPort {
+			what, ok := accept(buf[:m], from, f.DoorPort)
+			if !ok {
 				continue
 			}
-			f.event("knock %d", k.Tag)
+			f.event("knock %s", what)
 			n++
 			doors <- n
 		}
