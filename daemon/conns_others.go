@@ -2,11 +2,19 @@
 
 package daemon
 
-import "net/netip"
+import (
+	"errors"
+	"net/netip"
+)
 
-// SockDiag is the Linux connection tracker; elsewhere every connection
-// looks gone, so doors close after connection-delay-1.
+// SockDiag is the Linux connection tracker.
 type SockDiag struct{}
 
+// NewSockDiag fails: sock_diag exists only on Linux.
+func NewSockDiag() (*SockDiag, error) { return nil, errors.ErrUnsupported }
+
+// Close does nothing.
+func (*SockDiag) Close() error { return nil }
+
 // State implements ConnTracker.
-func (SockDiag) State(netip.AddrPort, netip.AddrPort) ConnState { return ConnNone }
+func (*SockDiag) State(netip.AddrPort, netip.AddrPort) ConnState { return ConnNone }

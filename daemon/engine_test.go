@@ -264,7 +264,7 @@ func TestWaitforExpiry(t *testing.T) {
 
 // TestSpoofedClaimRearmed: a SYN claims the door but nothing follows it
 // up (a blind spoof): after connection-delay-1 the door is armed again for
-// the rest of waitfor, and the real client gets in.
+// the rest of waitfor, and the real client gets in (CLASSIC-6.5/2).
 func TestSpoofedClaimRearmed(t *testing.T) {
 	h := newHarness(t, Settings{WaitFor: 2 * time.Second, Delay1: 100 * time.Millisecond, Delay2: 20 * time.Millisecond})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
@@ -286,7 +286,7 @@ func TestSpoofedClaimRearmed(t *testing.T) {
 
 // TestShortConnection: a connection that came and went between two looks
 // at the kernel's table still ends its door, without re-arming it: its
-// packets tell it from a spoof (CLASSIC-6.2).
+// packets tell it from a spoof (CLASSIC-6.2, CLASSIC-6.5/3).
 func TestShortConnection(t *testing.T) {
 	h := newHarness(t, Settings{WaitFor: 5 * time.Second, Delay1: 100 * time.Millisecond, Delay2: 20 * time.Millisecond})
 	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
@@ -407,7 +407,7 @@ func TestReplayRefused(t *testing.T) {
 }
 
 // TestMaxDoors: a knock beyond max-doors is refused before its digest is
-// used, so it works once a door closed.
+// used, so it works once a door closed (CLASSIC-6.12).
 func TestMaxDoors(t *testing.T) {
 	s := settings()
 	s.MaxDoors = 1
@@ -546,7 +546,7 @@ func BenchmarkVerifyPipeline(b *testing.B) {
 }
 
 // TestDoorMemory arms many doors through the door loop, with the Fake
-// firewall, and prints what a door costs the engine:
+// firewall, and prints what a door costs the engine (CLASSIC-6.12):
 //
 //	go test ./daemon -run DoorMemory -v
 func TestDoorMemory(t *testing.T) {

@@ -248,8 +248,13 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 		store, src = st, c
 		return c, st, nil
 	}
+	conns, err := NewSockDiag()
+	if err != nil {
+		return err
+	}
+	defer conns.Close()
 	eng := New(Options{Settings: s.settings(), Guests: guests, Firewall: fw, Open: open,
-		Conns: SockDiag{}, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
+		Conns: conns, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
 		Events: func(ev Event) {
 			if ev.Kind == EventReady {
 				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),

@@ -129,7 +129,7 @@ func allBackends(t *testing.T, fn func(t *testing.T, n *testNet, b backend)) {
 
 // TestIntegrationBareACKThenSYNs is the audit's two-connections attack: a
 // bare ACK from port A, then SYNs from B, A and B again. Only a SYN may
-// claim a door, so the door goes to B and A never gets in.
+// claim a door, so the door goes to B and A never gets in (CLASSIC-6.2/3).
 func TestIntegrationBareACKThenSYNs(t *testing.T) {
 	allBackends(t, func(t *testing.T, n *testNet, b backend) {
 		r := n.start(t, b)
@@ -147,7 +147,8 @@ func TestIntegrationBareACKThenSYNs(t *testing.T) {
 }
 
 // TestIntegrationParallelSYNs: 20 connections started at the same moment
-// through one armed door: exactly one gets in, and the claim names it.
+// through one armed door: exactly one gets in (CLASSIC-6.2/2), and the
+// claim names it (CLASSIC-6.4/2).
 func TestIntegrationParallelSYNs(t *testing.T) {
 	allBackends(t, func(t *testing.T, n *testNet, b backend) {
 		r := n.start(t, b)
@@ -195,7 +196,8 @@ func TestIntegrationPinned(t *testing.T) {
 }
 
 // TestIntegrationRearm: a claimed door whose connection never completes
-// (a spoofed SYN, say) can be armed again for the client's next SYN.
+// (a spoofed SYN, say) can be armed again for the client's next SYN
+// (CLASSIC-6.5/2).
 func TestIntegrationRearm(t *testing.T) {
 	n := newTestNet(t)
 	n.dropAllNFT(t, true)
@@ -500,3 +502,51 @@ func (n *NFTables) abandon() {
 	<-st.done
 	st.conn.CloseLasting()
 }
+
+// TestIntegrationScriptHungOrGarbled: an add script that adds its iptables
+// rule and then hangs past its timeout, or prints garbage, leaves a rule
+// that would let the client in without knocking (audit finding 2). The
+// backend kills the hung script's process group, blocks the key in its
+// guard at once, and removes the rule; no connection gets in meanwhile
+// (CLASSIC-6.10/2).
+func TestIntegrationScriptHungOrGarbled(t *testing.T) {
+	for _, tc := range []struct{ name, tail string }{
+		{"hung", "sleep 30"},
+		{"garbled", "echo 'what is this'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			n.dropAllIPT(t, false)
+			cfg := shippedScripts(t, filepath.Join(t.TempDir(), "journal"))
+			// The real add, its reply swallowed, then the misbehaviour.
+			bad := "#!/bin/sh\n" + shellQuote(cfg.Add) + " \"$@\" >/dev/null\n" + tc.tail + "\n"
+			badPath := filepath.Join(t.TempDir(), "bad-add")
+			if err := os.WriteFile(badPath, []byte(bad), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Add, cfg.Timeout = badPath, 500*time.Millisecond
+			b := NewScript(cfg)
+			b.retryFirst = 200 * time.Millisecond
+			n.start(t, b)
+			var errs []error
+			n.must(t, "Apply", func(ctx context.Context) error {
+				errs = b.Apply(ctx, []Door{door(1, n.cli4, n.srv4, DoorArmed, 0, 10*time.Second)})
+				return nil
+			})
+			if errs[0] == nil {
+				t.Fatal("the misbehaving add script was taken as success")
+			}
+			n.mustNotConnect(t, n.cli4, n.port(), n.srv4, "while the stuck rule is being removed")
+			deadline := time.Now().Add(5 * time.Second)
+			for strings.Contains(n.sh(t, "iptables", "-S", "INPUT"), "--dport 2222") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the stuck rule is still there:\n%s", n.sh(t, "iptables", "-S", "INPUT"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			n.mustNotConnect(t, n.cli4, n.port(), n.srv4, "after the stuck rule was removed")
+		})
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -17,7 +17,7 @@ import (
 // TestIntegrationManyDoors arms bursts of 1,000 and 20,000 doors (as many
 // valid knocks at once would) and checks that every one is gone from the
 // kernel within waitfor plus one second without any help from the daemon,
-// then closes a second burst explicitly. It prints what a door costs the
+// then closes a second burst explicitly (CLASSIC-6.3/2, CLASSIC-6.12). It prints what a door costs the
 // backend in memory and what arming and closing cost in time:
 //
 //	go test ./daemon/firewall -run ManyDoors -v

@@ -499,7 +499,7 @@ func doorScenario(t *testing.T, n *testNet, b backend, v6, openAfterClose bool) 
 	e := door(2, src, dst, DoorArmed, 0, 700*time.Millisecond)
 	n.apply(t, b, e)
 	time.Sleep(900 * time.Millisecond)
-	n.mustNotConnect(t, src, n.port(), dst, "after the armed door expired, without the daemon (CLASSIC-6.3)")
+	n.mustNotConnect(t, src, n.port(), dst, "after the armed door expired, without the daemon (CLASSIC-6.3, CLASSIC-6.3/2)")
 	r.noClaim(t, 10*time.Millisecond)
 	e.State = DoorClosed
 	n.apply(t, b, e)

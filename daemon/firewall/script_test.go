@@ -183,7 +183,8 @@ func TestScriptBackend(t *testing.T) {
 
 // TestScriptStuckRule: an add that printed garbage or exited silently may
 // have left its rule: the key is blocked in the guard and the rule's delete
-// retried until it works; then the key is unblocked (CLASSIC-6.10).
+// retried until it works; then the key is unblocked (CLASSIC-6.10,
+// CLASSIC-6.10/2).
 func TestScriptStuckRule(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ name, reply, exit string }{{"garbage", "what?\n", ""}, {"silent-exit", "\n", "1"}} {

@@ -139,9 +139,14 @@ func run(mutant, cfgPath string) error {
 	default:
 		return fmt.Errorf("unknown mutant %q", mutant)
 	}
+	conns, err := daemon.NewSockDiag()
+	if err != nil {
+		return err
+	}
+	defer conns.Close()
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
 		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
-		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger(),
+		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: conns, Logger: svc.Logger(),
 		Events: func(ev daemon.Event) {
 			if ev.Kind == daemon.EventReady {
 				svc.Logger().Info("doormand started", "mutant", mutant)
