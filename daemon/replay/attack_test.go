@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/doorman-project/doorman/protocol"
 )
@@ -304,5 +306,30 @@ func TestSymlinkTempRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "precious" {
 		t.Fatalf("link target written: %q (Open: %v)", b, err)
+	}
+}
+
+// TestFIFOStoreRefused: a FIFO planted at the store's path is refused
+// without blocking the open.
+func TestFIFOStoreRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := Open(path, Options{})
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("Open of a FIFO: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open blocked on a FIFO")
 	}
 }

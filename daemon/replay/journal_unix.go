@@ -20,6 +20,9 @@ func openNoFollow(path string, flag int, perm os.FileMode) (*os.File, error) {
 			return nil, fmt.Errorf("%s is a symbolic link: doormand writes no file through a link "+
 				"(point the configuration at the file itself, in a directory only root can write): %w", path, err)
 		}
+		if errors.Is(err, unix.ENXIO) { // a FIFO without a reader, opened to write; or a device
+			return nil, fmt.Errorf("%s is not a regular file: %w", path, err)
+		}
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
