@@ -111,6 +111,7 @@ func (s *Stamps) load(h []byte, size int64, repair bool) (RepairReport, error) {
 		if rep.DamagedBytes > 0 {
 			rep.Backup = j.path + ".damaged"
 		}
+		rep.Rewritten = true
 		return rep, s.compactLocked(rep.Backup)
 	}
 	if err := j.truncateTailLocked(res.end, size); err != nil {

@@ -208,7 +208,7 @@ func (s *Store) rewriteScanned(start, size int64, backup string) (RepairReport, 
 		if err != nil {
 			return "", err
 		}
-		rep = RepairReport{Records: res.records, DamagedBytes: res.bytes + size - res.end, Places: res.places}
+		rep = RepairReport{Records: res.records, DamagedBytes: res.bytes + size - res.end, Places: res.places, Rewritten: true}
 		if size > res.end {
 			rep.Places++
 		}
@@ -272,7 +272,7 @@ func (s *Store) convertLegacy(size int64) (RepairReport, error) {
 		return RepairReport{}, err
 	}
 	j.log.Info("imported 0.81 hash archive", "path", j.path, "digests", n, "original", j.path+".0.81")
-	return RepairReport{Records: n}, nil
+	return RepairReport{Records: n, Rewritten: true}, nil
 }
 
 // Admit records mac, accepted for the guest with fingerprint fp, unless it
@@ -472,6 +472,7 @@ type RepairReport struct {
 	DamagedBytes int64  // bytes dropped because no record in them checks
 	Places       int    // stretches those bytes were in
 	Backup       string // where the original was kept, if anything was dropped
+	Rewritten    bool   // the file was rewritten (converted or repaired)
 }
 
 // Repair makes the store or stamp file at path loadable again, for
