@@ -14,7 +14,7 @@ import (
 // TestReplayToolsRefuseWhileRunning: --import-archive, --prune-replay and
 // --repair-replay take the store's lock, so beside a running doormand
 // (here: the store held open by this process) they fail and name it,
-// leaving the store alone (audit item 6, CLASSIC-5.7).
+// leaving the store alone (audit item 6, CLASSIC-5.7/1).
 func TestReplayToolsRefuseWhileRunning(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "replay")
@@ -53,7 +53,7 @@ func TestReplayToolsRefuseWhileRunning(t *testing.T) {
 }
 
 // TestReplayToolsCheckDirectory: the offline tools refuse a store in a
-// directory others can write (audit item 7), even with -D.
+// directory others can write (audit item 7, CLASSIC-5.8), even with -D.
 func TestReplayToolsCheckDirectory(t *testing.T) {
 	dir := t.TempDir()
 	shared := filepath.Join(dir, "shared")

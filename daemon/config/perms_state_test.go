@@ -32,7 +32,8 @@ func mkdir(t *testing.T, parent, name string, mode fs.FileMode, uid int) string 
 }
 
 // TestCheckStatePath: state files live only where no other user can
-// replace them (the audit's 1777 directory holding attacker links).
+// replace them (the audit's 1777 directory holding attacker links,
+// CLASSIC-5.8).
 func TestCheckStatePath(t *testing.T) {
 	root := t.TempDir() // owned by the test's user, 0700: trusted
 	me := os.Geteuid()
@@ -80,7 +81,8 @@ func TestCheckStatePath(t *testing.T) {
 	}
 }
 
-// TestCheckStatePathFile judges an existing state file itself.
+// TestCheckStatePathFile judges an existing state file itself
+// (CLASSIC-5.8).
 func TestCheckStatePathFile(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
@@ -116,7 +118,7 @@ func TestCheckStatePathFile(t *testing.T) {
 }
 
 // TestOpenStateFile: no write through a link, no open of a FIFO (and no
-// blocking on one), and otherwise os.OpenFile.
+// blocking on one), and otherwise os.OpenFile (CLASSIC-5.8).
 func TestOpenStateFile(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")

@@ -141,7 +141,7 @@ func TestDamagedRecordNamesRepair(t *testing.T) {
 
 // TestSecondOpenLocked: the store is locked for its lifetime; a second
 // opener (another doormand, --import-archive, --prune-replay) is refused
-// with the holder named (audit item 6, CLASSIC-5.7).
+// with the holder named (audit item 6, CLASSIC-5.7/1).
 func TestSecondOpenLocked(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "replay")
@@ -185,7 +185,7 @@ func TestImportWhileRunningRefused(t *testing.T) {
 }
 
 // TestTruncatedUnderStore: a store whose file shrank while running refuses
-// every knock (fail closed) instead of writing past a hole (CLASSIC-5.7).
+// every knock (fail closed) instead of writing past a hole (CLASSIC-5.7/2).
 func TestTruncatedUnderStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{})
@@ -203,7 +203,7 @@ func TestTruncatedUnderStore(t *testing.T) {
 }
 
 // TestGrownUnderStore: records appended by another writer are unknown to
-// the running store, so it refuses knocks until restarted.
+// the running store, so it refuses knocks until restarted (CLASSIC-5.7/2).
 func TestGrownUnderStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{})
@@ -222,7 +222,7 @@ func TestGrownUnderStore(t *testing.T) {
 
 // TestDeletedUnderStore: deleting the store while running is noticed, every
 // knock is refused, and the file is put back from the open descriptor so a
-// restart does not make old knocks replayable (CLASSIC-5.7).
+// restart does not make old knocks replayable (CLASSIC-5.7/2, 5.7/3).
 func TestDeletedUnderStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{})
@@ -245,7 +245,7 @@ func TestDeletedUnderStore(t *testing.T) {
 }
 
 // TestReplacedUnderStore: a store whose path now names another file
-// refuses knocks and leaves that file alone.
+// refuses knocks and leaves that file alone (CLASSIC-5.7/2).
 func TestReplacedUnderStore(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "replay")
@@ -266,7 +266,8 @@ func TestReplacedUnderStore(t *testing.T) {
 }
 
 // TestSymlinkStoreRefused: in a directory others can write, a symbolic link
-// at the store's path must not make root write through it (audit item 7).
+// at the store's path must not make root write through it (audit item 7,
+// CLASSIC-5.8).
 func TestSymlinkStoreRefused(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
@@ -289,7 +290,7 @@ func TestSymlinkStoreRefused(t *testing.T) {
 
 // TestSymlinkTempRefused: a link planted at the name of the store's
 // temporary file is not written through when the store is rewritten
-// (conversion of a format-1 store here).
+// (conversion of a format-1 store here; CLASSIC-5.8).
 func TestSymlinkTempRefused(t *testing.T) {
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
@@ -310,7 +311,7 @@ func TestSymlinkTempRefused(t *testing.T) {
 }
 
 // TestFIFOStoreRefused: a FIFO planted at the store's path is refused
-// without blocking the open.
+// without blocking the open (CLASSIC-5.8).
 func TestFIFOStoreRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {

@@ -128,7 +128,7 @@ func TestRestoreFailsClosed(t *testing.T) {
 }
 
 // TestSyncFailureFailsClosed: after a failed fsync the kernel may have
-// dropped written records, so the store stops admitting.
+// dropped written records, so the store stops admitting (CLASSIC-5.5/3).
 func TestSyncFailureFailsClosed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	o, ff := faulty(Options{Sync: -1})
@@ -146,7 +146,8 @@ func TestSyncFailureFailsClosed(t *testing.T) {
 }
 
 // TestSyncTickNoticesVanish: the sync routine notices a deleted store
-// without waiting for a knock, and puts the file back (CLASSIC-5.7).
+// without waiting for a knock, and puts the file back (CLASSIC-5.7/2,
+// 5.7/3).
 func TestSyncTickNoticesVanish(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{Sync: 5 * time.Millisecond})
@@ -165,7 +166,8 @@ func TestSyncTickNoticesVanish(t *testing.T) {
 	}
 }
 
-// TestLockHolderNamed: the lock error names the process holding it.
+// TestLockHolderNamed: the lock error names the process holding it
+// (CLASSIC-5.7/1).
 func TestLockHolderNamed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{})
@@ -435,7 +437,7 @@ func TestPropertyOpenRepair(t *testing.T) {
 
 // TestMovedAwayNoticedByTick: a store moved away while still linked is
 // noticed by the sync routine, which puts a copy back at the path with
-// every record, also those written in the meantime (CLASSIC-5.7).
+// every record, also those written in the meantime (CLASSIC-5.7/2, 5.7/3).
 func TestMovedAwayNoticedByTick(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{Sync: 5 * time.Millisecond})
