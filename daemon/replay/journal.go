@@ -109,10 +109,10 @@ type file interface {
 // locked (flock LOCK_EX) for the journal's lifetime. A record is written
 // with one write(2); a failed or short write is undone with ftruncate to
 // the last good length, and if that fails too the journal is broken: every
-// later append is refused until restart. Before each append the journal
-// checks, with fstat and lstat, that its path still names its file, at the
-// length it left it; if not it is broken too. It is fsynced at most every
-// Sync apart. Rewrites (conversion, compaction, repair) go to a locked
+// later append is refused until restart. Before each append an fstat
+// checks that the file is still linked and at the length the journal left
+// it, and at every sync tick an lstat also checks that the path still names
+// it; if not it is broken too. It is fsynced at most every Sync apart. Rewrites (conversion, compaction, repair) go to a locked
 // temporary file that is synced and renamed over the path.
 //
 // A journal is not safe for concurrent use: its store's mutex guards it.

@@ -82,3 +82,10 @@ func eachLegacy(data []byte, w int, fn func(LegacyRecord)) {
 		}
 	}
 }
+
+// legacyCount returns how many used slots eachLegacy will hand over.
+func legacyCount(data []byte, w int) int {
+	n := 0
+	eachLegacy(data, w, func(LegacyRecord) { n++ })
+	return n
+}

@@ -157,6 +157,13 @@ func (s *Store) load(repair bool) (RepairReport, error) {
 	}
 }
 
+// reserve sizes the set for n loaded digests and room for an eighth more
+// admissions (within the capacity), so that the first knocks after a start
+// do not rehash a large table.
+func (s *Store) reserve(n int) {
+	s.set.Reserve(n + min(n/8+1024, max(0, s.set.Cap()-n)))
+}
+
 func (s *Store) insert(_ int64, rec []byte) error {
 	mac, at, _ := decode(rec)
 	s.set.Insert(mac, at)
@@ -173,7 +180,7 @@ func (s *Store) loadNative(h []byte, size int64, repair bool) (RepairReport, err
 		return RepairReport{}, fmt.Errorf("%w: %s: the header fails its checksum; run doormand --repair-replay, "+
 			"which keeps every record that checks (the original is kept as %s.damaged)", ErrCorrupt, j.path, j.path)
 	}
-	s.set.Reserve(int((size - hsize) / recordSize))
+	s.reserve(int((size - hsize) / recordSize))
 	res, err := scan(j.f, hsize, size, recordSize, s.insert)
 	if err != nil {
 		return RepairReport{}, fmt.Errorf("%s %s: %w", j.k.name, j.path, err)
@@ -232,7 +239,7 @@ func (s *Store) rewriteScanned(start, size int64, backup string) (RepairReport, 
 // the conversion keeps every record that checks wherever it lies; the
 // original is kept as path+".v1" if anything was dropped.
 func (s *Store) convertV1(size int64) (RepairReport, error) {
-	s.set.Reserve(int((size - int64(len(v1Header))) / recordSize))
+	s.reserve(int((size - int64(len(v1Header))) / recordSize))
 	rep, err := s.rewriteScanned(int64(len(v1Header)), size, s.j.path+".v1")
 	if err != nil {
 		return rep, err
@@ -254,6 +261,7 @@ func (s *Store) convertLegacy(size int64) (RepairReport, error) {
 		return RepairReport{}, fmt.Errorf("%s %s: neither a doorman replay store nor a 0.81 hash archive (%v); "+
 			"point hash-archive at a new file", j.k.name, j.path, err)
 	}
+	s.reserve(legacyCount(data, w))
 	n := 0
 	err = j.rewriteLocked(func(bw *bufio.Writer) (string, error) {
 		eachLegacy(data, w, func(r LegacyRecord) {
@@ -376,6 +384,7 @@ func (s *Store) Import(legacyPath string) (int, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.set.Reserve(legacyCount(data, w))
 	n := 0
 	batch := make([]byte, 0, 4096)
 	var macs []LegacyRecord
