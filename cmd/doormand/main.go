@@ -32,8 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doormand", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		help, showVersion, debug, hexdump, check, prune bool
-		pidfile, cfgPath, importArchive, events         string
+		help, showVersion, debug, hexdump, check, prune, repair bool
+		pidfile, cfgPath, importArchive, events                 string
 	)
 	for _, n := range []string{"h", "help"} {
 		fs.BoolVar(&help, n, false, "show this help")
@@ -57,9 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&events, "events", "", "append the event stream (JSON lines) to `file`; - = stdout")
 	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
 	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
+	fs.BoolVar(&repair, "repair-replay", false, "rewrite a damaged replay store keeping every record that checks, then exit (daemon stopped)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
-       doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay
+       doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay | --repair-replay
 
   -h, --help            show this help
   -v, --version         print the version and the protocols spoken
@@ -78,6 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
                         merge a Doorman 0.81 hash archive into the replay store
       --prune-replay    drop replay digests of groups whose secret changed or
                         that were removed (with the daemon stopped)
+      --repair-replay   rewrite a replay store that doormand refuses as damaged,
+                        keeping every record that checks and the original as
+                        FILE.damaged (with the daemon stopped)
 
 Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exit.
 `)
@@ -115,6 +119,15 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 	case check:
 		fmt.Fprintf(stdout, "%s: ok (%d guests)\n", cfgPath, guests.Len())
 		return 0
+	case importArchive != "" || prune || repair:
+		// The offline tools write the store: only where nobody else can
+		// replace it, and only while no doormand holds it (replay.ErrLocked).
+		if err := config.CheckStatePath(cfg.HashArchive); err != nil {
+			fmt.Fprintf(stderr, "doormand: hash-archive: %v\n", err)
+			return 1
+		}
+	}
+	switch {
 	case importArchive != "":
 		st, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize})
 		if err != nil {
@@ -138,6 +151,26 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 			return 1
 		}
 		fmt.Fprintf(stdout, "pruned %d digests from %s\n", n, cfg.HashArchive)
+		return 0
+	case repair:
+		rep, err := replay.Repair(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize})
+		if err != nil {
+			fmt.Fprintf(stderr, "doormand: %v\n", err)
+			return 1
+		}
+		switch {
+		case !rep.Rewritten && rep.DamagedBytes == 0:
+			fmt.Fprintf(stdout, "%s: %d records, nothing to repair\n", cfg.HashArchive, rep.Records)
+		case rep.DamagedBytes == 0:
+			fmt.Fprintf(stdout, "rewrote %s: %d records, nothing dropped\n", cfg.HashArchive, rep.Records)
+		default:
+			fmt.Fprintf(stdout, "repaired %s: kept %d records, dropped %d bytes in %d places in which no record checks",
+				cfg.HashArchive, rep.Records, rep.DamagedBytes, rep.Places)
+			if rep.Backup != "" {
+				fmt.Fprintf(stdout, "; original kept as %s", rep.Backup)
+			}
+			fmt.Fprintln(stdout)
+		}
 		return 0
 	}
 
