@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/doorman-project/doorman/daemon/capture"
+	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -108,6 +109,10 @@ func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
 		return
 	case errors.Is(err, protocol.ErrReplayFull):
 		e.rejectError(ReasonReplayFull, p, k, err)
+		return
+	case errors.Is(err, replay.ErrStoreChanged), errors.Is(err, replay.ErrStoreFailed), errors.Is(err, replay.ErrClosed):
+		// Every knock is refused until a restart: fail closed, loudly.
+		e.rejectError(ReasonStoreFailed, p, k, err)
 		return
 	case err != nil:
 		e.rejectError(ReasonStoreError, p, k, err)

@@ -105,27 +105,15 @@ func (s *Service) setupLog() error {
 	return nil
 }
 
-// openStateFile opens a file the daemon writes as root, never through a
-// symbolic link (an attacker's link in a writable directory would make
-// root write wherever it points) and only if it is a regular file.
+// openStateFile opens a file the daemon writes as root: only in a
+// directory no other user can write, never through a symbolic link (an
+// attacker's link would make root write wherever it points), and only a
+// regular file (audit finding 7, CLASSIC-5.8).
 func openStateFile(path string, flag int) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s is a symbolic link; doormand does not write through links: remove it", path)
-		}
+	if err := config.CheckStatePath(path); err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	return f, nil
+	return config.OpenStateFile(path, flag, 0o600)
 }
 
 func (s *Service) loadGuests() (*Guests, error) {
@@ -170,6 +158,9 @@ func (s *Service) Firewall() (Firewall, error) {
 	case config.FirewallIptables:
 		return firewall.NewIPTables(firewall.IPTConfig{Chain: c.IptablesChain, Doors: doors, Logger: s.log}), nil
 	case config.FirewallScript:
+		if err := config.CheckStatePath(c.HashArchive + ".rules"); err != nil {
+			return nil, fmt.Errorf("firewall journal: %w", err)
+		}
 		if !s.opts.Debug {
 			for _, p := range []string{c.FirewallAdd, c.FirewallDel} {
 				if err := config.CheckOwner(p, config.KindScript); err != nil {
@@ -235,6 +226,9 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	open := func(ctx context.Context) (PacketSource, ReplayStore, error) {
 		if err := os.MkdirAll(filepath.Dir(s.cfg.HashArchive), 0o700); err != nil {
 			return nil, nil, fmt.Errorf("hash-archive %s: %w", s.cfg.HashArchive, err)
+		}
+		if err := config.CheckStatePath(s.cfg.HashArchive); err != nil {
+			return nil, nil, fmt.Errorf("hash-archive: %w", err)
 		}
 		st, err := replay.Open(s.cfg.HashArchive, replay.Options{Capacity: s.cfg.HashArchiveSize, Logger: s.log})
 		if err != nil {
@@ -393,7 +387,10 @@ func TakePidFile(path string, log *slog.Logger) (func(), error) {
 	if path == "" {
 		return func() {}, nil
 	}
-	if f, err := openStateFile(path, os.O_RDONLY); err == nil {
+	if err := config.CheckStatePath(path); err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	if f, err := config.OpenStateFile(path, os.O_RDONLY, 0); err == nil {
 		b, _ := io.ReadAll(io.LimitReader(f, 64))
 		f.Close()
 		pid, perr := strconv.Atoi(string(bytes.TrimSpace(b)))
@@ -413,7 +410,7 @@ func TakePidFile(path string, log *slog.Logger) (func(), error) {
 		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}
 	// O_EXCL also refuses a symbolic link planted at the path.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	f, err := config.OpenStateFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pid file %s: %w", path, err)
 	}

@@ -29,7 +29,8 @@ const (
 	ReasonTooManyDoors               // the configured number of doors is open
 	ReasonReplay                     // step 7
 	ReasonReplayFull                 // CLASSIC-5.4
-	ReasonStoreError                 // the replay store cannot record the knock
+	ReasonStoreError                 // the replay store could not record this knock
+	ReasonStoreFailed                // the replay store refuses every knock until a restart
 	ReasonAccepted                   // knock accepted, door opening
 	ReasonFirewall                   // a firewall operation failed
 	ReasonSYN                        // a door claimed by the SYN the kernel admitted
@@ -41,7 +42,7 @@ const (
 var reasonNames = [numReasons]string{
 	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-a-knock", "modern-unsupported",
 	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "too-many-doors",
-	"replay", "replay-store-full", "replay-store-error", "accepted", "firewall-error", "syn", "late-claim", "rearmed",
+	"replay", "replay-store-full", "replay-store-error", "replay-store-failed", "accepted", "firewall-error", "syn", "late-claim", "rearmed",
 }
 
 // describe holds the log wording of the knock refusals, the names of
@@ -56,6 +57,7 @@ var describe = map[Reason]string{
 	ReasonReplay:       "PROBABLE REPLAY ATTEMPT",
 	ReasonReplayFull:   "replay store full",
 	ReasonStoreError:   "replay store cannot record it",
+	ReasonStoreFailed:  "replay store failed or changed under the daemon: every knock is refused until a restart",
 }
 
 func (r Reason) String() string {

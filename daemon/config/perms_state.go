@@ -45,9 +45,10 @@ func (e *StatePathError) Unwrap() error { return ErrInsecure }
 // CheckStatePath refuses a path the daemon is to write state to unless
 // nobody but root (or the user doormand runs as) can replace the file:
 //   - its directory must be owned by root or by the effective user, and
-//     not writable by group or others (a sticky world-writable directory
-//     such as /tmp is refused too: anyone can create the file's name
-//     first, as a link or a FIFO);
+//     not writable by others, nor by a group other than a system group
+//     (gid below 1000, as Ubuntu's /var/log is root:syslog 0775); a sticky
+//     world-writable directory such as /tmp is refused too: anyone can
+//     create the file's name first, as a link or a FIFO;
 //   - if the file exists it must be a regular file, not a symbolic link,
 //     owned by root or the effective user, not writable by group or others.
 //
@@ -94,7 +95,7 @@ func CheckStatePath(path string) error {
 		return &StatePathError{Path: path, Dir: dir,
 			Problem: fmt.Sprintf("has mode %04o: every user can create files in it, and plant a link at the file's name", mode),
 			Fix:     "keep state in a directory only root can write, e.g. /var/lib/doorman (mkdir -m 755 /var/lib/doorman)"}
-	case mode&0o022 != 0:
+	case mode&0o022 != 0 && !systemGroupOnly(fi, mode):
 		problems = append(problems, fmt.Sprintf("has mode %04o: %s the files in it", mode,
 			strings.Replace(describe(mode&0o022), "write it", "can replace", 1)))
 		fix = append(fix, "chmod go-w "+qdir)
@@ -129,6 +130,16 @@ func CheckStatePath(path string) error {
 		return &StatePathError{Path: path, Problem: strings.Join(problems, "; "), Fix: strings.Join(fix, " && ")}
 	}
 	return nil
+}
+
+// systemGroupOnly reports whether a directory's only extra writer is a
+// system group (gid below 1000: syslog, adm), as with Ubuntu's /var/log
+// (root:syslog 0775). Its members are system services the admin chose; and
+// a link they plant is not followed (OpenStateFile), nor can they hard-link
+// files they do not own (fs.protected_hardlinks).
+func systemGroupOnly(fi fs.FileInfo, mode fs.FileMode) bool {
+	gid, ok := fileGroup(fi)
+	return ok && mode&0o002 == 0 && gid < 1000
 }
 
 // trustedOwner reports whether a file owned by uid can be trusted: root's,

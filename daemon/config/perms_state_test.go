@@ -31,6 +31,16 @@ func mkdir(t *testing.T, parent, name string, mode fs.FileMode, uid int) string 
 	return d
 }
 
+// userGroup is a group id above the system range, as a user's group is.
+const userGroup = 2000
+
+func chgrp(t *testing.T, d string, gid int) {
+	t.Helper()
+	if err := os.Chown(d, -1, gid); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCheckStatePath: state files live only where no other user can
 // replace them (the audit's 1777 directory holding attacker links,
 // CLASSIC-5.8).
@@ -41,19 +51,23 @@ func TestCheckStatePath(t *testing.T) {
 		name    string
 		mode    fs.FileMode
 		uid     int
-		asRoot  bool   // needs root to set the owner
+		asRoot  bool   // needs root to set the owner and group
 		problem string // "" = accepted
 		fix     string
+		gid     int // -1 = the creator's
 	}{
-		{"0755", 0o755, -1, false, "", ""},
-		{"0700", 0o700, -1, false, "", ""},
-		{"0775", 0o775, -1, false, "has mode 0775: group can replace the files in it", "chmod go-w D"},
-		{"0757", 0o757, -1, false, "has mode 0757: others can replace the files in it", "chmod go-w D"},
+		{"0755", 0o755, -1, false, "", "", -1},
+		{"0700", 0o700, -1, false, "", "", -1},
+		// A user's group may write: refused.
+		{"0775", 0o775, -1, true, "has mode 0775: group can replace the files in it", "chmod go-w D", userGroup},
+		// A system group may (Ubuntu's /var/log is root:syslog 0775).
+		{"0775 system group", 0o775, -1, true, "", "", 4},
+		{"0757", 0o757, -1, false, "has mode 0757: others can replace the files in it", "chmod go-w D", -1},
 		{"1777", 0o777 | fs.ModeSticky, -1, false, "has mode 1777: every user can create files in it, and plant a link at the file's name",
-			"keep state in a directory only root can write, e.g. /var/lib/doorman (mkdir -m 755 /var/lib/doorman)"},
-		{"nobody", 0o755, 65534, true, "is owned by uid 65534, not root: that user can replace the files in it", "chown root D"},
+			"keep state in a directory only root can write, e.g. /var/lib/doorman (mkdir -m 755 /var/lib/doorman)", -1},
+		{"nobody", 0o755, 65534, true, "is owned by uid 65534, not root: that user can replace the files in it", "chown root D", -1},
 		{"nobody 0775", 0o775, 65534, true, "is owned by uid 65534, not root: that user can replace the files in it; has mode 0775: group can replace the files in it",
-			"chown root D && chmod go-w D"},
+			"chown root D && chmod go-w D", userGroup},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +75,9 @@ func TestCheckStatePath(t *testing.T) {
 				t.Skip("needs root to chown (CI runs as root)")
 			}
 			d := mkdir(t, root, string(rune('a'+i)), tc.mode, tc.uid)
+			if tc.gid >= 0 {
+				chgrp(t, d, tc.gid)
+			}
 			p := filepath.Join(d, "replay")
 			err := CheckStatePath(p)
 			if tc.problem == "" {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // The script backend's journal is a text file of lines
@@ -120,9 +121,10 @@ type journal struct {
 	f *os.File
 }
 
-// openJournal opens (creating) the journal at path, owner-only.
+// openJournal opens (creating) the journal at path, owner-only, never
+// through a symbolic link (the daemon writes it as root).
 func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
