@@ -200,10 +200,6 @@ func (e *Engine) RoutineReceive(ctx context.Context) error {
 			}
 			return err
 		}
-		if p.Proto == capture.ProtoTCP {
-			e.handleSYN(&p)
-			continue
-		}
 		e.handleKnock(ctx, &p, &k)
 	}
 }
@@ -218,6 +214,10 @@ func dropReason(err error) (Reason, bool) {
 		return ReasonIPOptions, true
 	case capture.ErrFragment:
 		return ReasonFragment, true
+	case capture.ErrChecksum:
+		return ReasonChecksum, true
+	case capture.ErrMartian:
+		return ReasonMartian, true
 	case capture.ErrNotLocal:
 		return ReasonNotLocal, true
 	case capture.ErrNotCandidate:
@@ -311,11 +311,19 @@ func headHex(b []byte) string {
 	return hex.EncodeToString(b)
 }
 
+// synPacket is a TCP SYN to a door's port. Capture no longer delivers
+// SYNs; they are to come from the firewall (NFLOG).
+type synPacket struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	at           time.Time // when the kernel received it; zero when unknown
+}
+
 // handleSYN offers a SYN to every broad door waiting for one from that
 // address to that port; each door checks with the kernel that the SYN got
 // in and claims its source port (see confirmSYN and claim).
-func (e *Engine) handleSYN(p *capture.Packet) {
-	key := doorKey{src: p.Src, dst: p.Dst, port: p.DstPort}
+func (e *Engine) handleSYN(p synPacket) {
+	key := doorKey{src: p.src, dst: p.dst, port: p.dport}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	q := e.waiting[key]
@@ -325,7 +333,7 @@ func (e *Engine) handleSYN(p *capture.Packet) {
 	e.counters.add(ReasonSYN)
 	for _, d := range q {
 		select {
-		case d.syn <- synEvent{port: p.SrcPort, at: p.Time}:
+		case d.syn <- synEvent{port: p.sport, at: p.at}:
 		default: // queue full: this door has plenty to look at
 		}
 	}

@@ -138,13 +138,12 @@ func knock(t *testing.T, port uint16, group, secret string) []byte {
 }
 
 func (h *harness) sendUDP(src netip.Addr, payload []byte) {
-	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: 40000, DstPort: 1001, Proto: capture.ProtoUDP,
+	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: 40000, DstPort: 1001,
 		Payload: payload}
 }
 
 func (h *harness) sendSYN(src netip.Addr, sport, dport uint16) {
-	h.src.ch <- capture.Packet{Src: src, Dst: server, SrcPort: sport, DstPort: dport, Proto: capture.ProtoTCP,
-		TCPFlags: capture.TCPFlagSYN}
+	h.eng.handleSYN(synPacket{src: src, dst: server, sport: sport, dport: dport})
 }
 
 func (h *harness) expect(state DoorState) DoorEvent {
@@ -268,8 +267,7 @@ func TestSYNReceiveTime(t *testing.T) {
 	h.expect(DoorBroad)
 	h.conns.set(netip.AddrPortFrom(server, 22), netip.AddrPortFrom(client, 40000), ConnEstablished)
 	syn := func(sport uint16, at time.Time) {
-		h.src.ch <- capture.Packet{Src: client, Dst: server, SrcPort: sport, DstPort: 22, Proto: capture.ProtoTCP,
-			TCPFlags: capture.TCPFlagSYN, Time: at}
+		h.eng.handleSYN(synPacket{src: client, dst: server, sport: sport, dport: 22, at: at})
 	}
 	syn(40000, time.Now().Add(-time.Hour))
 	syn(40001, time.Now().Add(time.Hour))
@@ -445,7 +443,7 @@ func BenchmarkVerifyPipeline(b *testing.B) {
 	e := New(Options{Guests: guests})
 	e.limit.rate, e.limit.burst = 0, 0
 	k, _ := protocol.NewKnock(22, "alice", 7, []byte("wrong"))
-	p := capture.Packet{Src: client, Dst: server, Proto: capture.ProtoUDP, DstPort: 1001, Payload: k.AppendPayload(nil)}
+	p := capture.Packet{Src: client, Dst: server, DstPort: 1001, Payload: k.AppendPayload(nil)}
 	var kk protocol.Knock
 	b.ReportAllocs()
 	for b.Loop() {
@@ -473,12 +471,13 @@ func (s *errSource) Read(p *capture.Packet) error {
 // (CLASSIC-4.3, CLASSIC-4.4, CLASSIC-4.5/3).
 func TestFrameDropsCounted(t *testing.T) {
 	src := &errSource{chanSource: newChanSource(), errs: []error{capture.ErrIPOptions, capture.ErrFragment,
-		capture.ErrFragment, capture.ErrNotLocal, capture.ErrTruncated, capture.ErrNotCandidate}}
+		capture.ErrFragment, capture.ErrNotLocal, capture.ErrTruncated, capture.ErrNotCandidate, capture.ErrChecksum,
+		capture.ErrMartian}}
 	eng := New(Options{Settings: settings(), Source: src, Firewall: firewall.NewFake()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- eng.RoutineReceive(ctx) }()
-	src.ch <- capture.Packet{Src: client, Dst: server, Proto: capture.ProtoUDP, DstPort: 1001, Payload: []byte("junk")}
+	src.ch <- capture.Packet{Src: client, Dst: server, DstPort: 1001, Payload: []byte("junk")}
 	deadline := time.Now().Add(5 * time.Second)
 	for eng.Counters().Get(ReasonNotClassic) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -489,7 +488,7 @@ func TestFrameDropsCounted(t *testing.T) {
 		t.Fatalf("RoutineReceive: %v", err)
 	}
 	want := map[Reason]uint64{ReasonIPOptions: 1, ReasonFragment: 2, ReasonNotLocal: 1, ReasonTruncated: 1,
-		ReasonNotCandidate: 1, ReasonNotClassic: 1}
+		ReasonNotCandidate: 1, ReasonNotClassic: 1, ReasonChecksum: 1, ReasonMartian: 1}
 	for r, n := range want {
 		if got := eng.Counters().Get(r); got != n {
 			t.Errorf("%v counted %d, want %d", r, got, n)

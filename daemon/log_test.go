@@ -57,7 +57,7 @@ func TestLogRecords(t *testing.T) {
 
 	send := func(from string, p []byte) {
 		src.ch <- capture.Packet{Src: netip.MustParseAddr(from), Dst: server, SrcPort: 1, DstPort: 1001,
-			Proto: capture.ProtoUDP, Payload: p}
+			Payload: p}
 	}
 	good := knock(t, 22, "alice", "s3cretKnock")
 	send("198.18.0.2", []byte("2222 alice 19002160x7 6e5df0a5edc4d12ba369070be523e0d2"))

@@ -116,7 +116,7 @@ func (s *Service) settings() Settings {
 		WaitFor:        s.cfg.WaitFor,
 		Delay1:         s.cfg.ConnDelay1,
 		Delay2:         s.cfg.ConnDelay2,
-		SYNFromCapture: s.cfg.Capture != config.CaptureSocket,
+		SYNFromCapture: false, // capture no longer delivers SYNs; doors ask the kernel's socket table
 	}
 }
 
@@ -149,7 +149,7 @@ func (s *Service) captureConfig() (capture.Config, error) {
 		return capture.Config{}, err
 	}
 	return capture.Config{Interface: s.cfg.Interface, Mode: mode, LinkHeaderLen: s.cfg.LinkHeaderLength,
-		KnockPort: s.cfg.Port, SYN: mode != capture.ModeSocket, HexDump: s.opts.HexDump, Logger: s.log}, nil
+		KnockPort: s.cfg.Port, HexDump: s.opts.HexDump, Logger: s.log}, nil
 }
 
 // Run serves until ctx ends or a fatal error: it takes the pid file, opens

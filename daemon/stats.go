@@ -17,6 +17,8 @@ const (
 	ReasonTruncated    Reason = iota // capture: bad header
 	ReasonIPOptions                  // CLASSIC-4.3
 	ReasonFragment                   // CLASSIC-4.3
+	ReasonChecksum                   // bad IPv4 header or UDP checksum: the kernel drops it
+	ReasonMartian                    // impossible address (IPv4-mapped in IPv6, multicast source...)
 	ReasonNotLocal                   // CLASSIC-4.4
 	ReasonNotCandidate               // filtered packet that slipped through
 	ReasonNotClassic                 // CLASSIC-2.6: unknown first byte
@@ -36,7 +38,7 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-classic", "modern-unsupported",
+	"truncated", "ip-options", "fragment", "checksum", "martian-address", "not-local", "not-candidate", "not-classic", "modern-unsupported",
 	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "replay",
 	"replay-store-full", "replay-store-error", "accepted", "firewall-error", "syn",
 }

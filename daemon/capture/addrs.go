@@ -1,24 +1,31 @@
 package capture
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
-// addrSet is an immutable set of local addresses. Lookups do not allocate,
-// so Read can check every packet against it; updates build a new set and
-// swap it in with an atomic.Pointer.
+// addrSet is an immutable set of own addresses, and of the loopback
+// devices' indexes. Lookups do not allocate, so Read can check every packet
+// against it; updates build a new set and swap it in with an
+// atomic.Pointer.
 type addrSet struct {
 	addrs map[netip.Addr]struct{}
 	// prefixes are whole loopback subnets: 127.0.0.1/8 makes every
 	// 127.x.y.z local, as the kernel's local routing table does.
 	prefixes []netip.Prefix
+	loIdx    []int
 }
 
 // newAddrSet builds a set from interface addresses with their prefix
-// lengths (as listed by netlink).
-func newAddrSet(ifAddrs []netip.Prefix) *addrSet {
-	s := &addrSet{addrs: make(map[netip.Addr]struct{}, len(ifAddrs))}
+// lengths (as listed by netlink). Loopback addresses (127.0.0.0/8, ::1)
+// count only when loopback is true: when the watched device is a loopback
+// device the admin named (CLASSIC-4.4). loIdx are the loopback devices.
+func newAddrSet(ifAddrs []netip.Prefix, loopback bool, loIdx []int) *addrSet {
+	s := &addrSet{addrs: make(map[netip.Addr]struct{}, len(ifAddrs)), loIdx: loIdx}
 	for _, p := range ifAddrs {
 		a := p.Addr().Unmap().WithZone("")
-		if !a.IsValid() {
+		if !a.IsValid() || a.IsLoopback() && !loopback {
 			continue
 		}
 		s.addrs[a] = struct{}{}
@@ -31,7 +38,7 @@ func newAddrSet(ifAddrs []netip.Prefix) *addrSet {
 	return s
 }
 
-// contains reports whether a is a local address.
+// contains reports whether a is an own address.
 func (s *addrSet) contains(a netip.Addr) bool {
 	if s == nil {
 		return false
@@ -45,6 +52,11 @@ func (s *addrSet) contains(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// isLoopbackIndex reports whether ifIndex is a loopback device.
+func (s *addrSet) isLoopbackIndex(ifIndex int) bool {
+	return s != nil && slices.Contains(s.loIdx, ifIndex)
 }
 
 // len is the number of addresses (not prefixes) in the set, for logs.

@@ -62,7 +62,7 @@ func (r resign) Read(p *capture.Packet) error {
 		return err
 	}
 	var k protocol.Knock
-	if p.Proto == capture.ProtoUDP && protocol.ParseKnock(p.Payload, &k) == nil {
+	if protocol.ParseKnock(p.Payload, &k) == nil {
 		if s, ok := r.secrets[k.GroupString()]; ok {
 			// Canonical form with the right mac in place of the received one.
 			p.Payload = k.AppendPayload(nil)
@@ -93,7 +93,7 @@ func run(mutant, cfgPath string) error {
 	}
 	var src daemon.PacketSource
 	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
-		KnockPort: cfg.Port, SYN: true, Logger: svc.Logger()})
+		KnockPort: cfg.Port, Logger: svc.Logger()})
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func run(mutant, cfgPath string) error {
 	}
 	svc.Logger().Info("doormand started", "mutant", mutant)
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
-		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2, SYNFromCapture: true},
+		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
 		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger()})
 	return eng.Run(ctx)
 }
