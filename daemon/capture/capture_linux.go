@@ -21,11 +21,15 @@ import (
 
 // Ring and socket tuning.
 const (
-	// ringBlockSize and ringBlocks size the TPACKET_V3 ring: 4 MiB, as
-	// much as the old receive buffer, since knock floods are expected and
-	// a full ring drops knocks. Any frame the filter passes fits a block.
-	ringBlockSize = 1 << 17
-	ringBlocks    = 32
+	// ringBlockSize and ringBlocks size the TPACKET_V3 ring: 4 MiB, since
+	// knock floods are expected and a full ring drops knocks. The kernel
+	// hands a block over when it is full or when the retire timeout
+	// expires, however little it holds: many small blocks keep the ring
+	// from filling up with nearly empty blocks when the reader falls
+	// behind (256 blocks are at least 256 ms at 1 ms each). Any knock
+	// candidate fits a block many times over.
+	ringBlockSize = 1 << 14
+	ringBlocks    = 256
 	// ringFrameSize only matters for the kernel's consistency check of
 	// the ring request: TPACKET_V3 packs frames of any length.
 	ringFrameSize = 1 << 11
@@ -38,6 +42,17 @@ const (
 	// socketBufSize holds the largest UDP payload; only payloads that may
 	// be knocks are passed on, and a longer one is reported truncated.
 	socketBufSize = 64 << 10
+	// busyFrames and busyPauseMS coalesce wakeups under load. Sleeping
+	// and waking up costs tens of microseconds of CPU (context switches,
+	// dearer still in a virtual machine: up to 150 µs measured), as much
+	// as a thousand frames; so when a wakeup brought busyFrames or more,
+	// the ring is busy, and the reader pauses busyPauseMS before it looks
+	// again instead of waking up for every block: under a flood it wakes
+	// about 125 times a second, whatever the rate. An idle knock still
+	// comes within the retire timeout; under a flood one waits up to the
+	// pause longer. The ring holds a pause of 2.5 million knocks a second.
+	busyFrames  = 32
+	busyPauseMS = 8
 	// waitRetries bounds how many times in a row waiting for packets may
 	// fail before Read gives up (see Read); waitBackoff is the pause
 	// between tries.
@@ -59,10 +74,16 @@ type binding struct {
 // Conn receives knock candidates. Read must not be called concurrently;
 // Close may be called from any goroutine.
 type Conn struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// The socket. In ModeSocket it goes through the runtime poller (file,
+	// rc); the packet socket of the other modes does not (fd): the reader
+	// blocks in poll(2) itself, which wakes it with one context switch per
+	// ring block, and Close wakes it through an eventfd (evfd).
 	file   *os.File
 	rc     syscall.RawConn
+	fd     int
+	evfd   int
 	socket bool // ModeSocket
 	any    bool // Interface is "any"
 	bind   atomic.Pointer[binding]
@@ -81,8 +102,8 @@ type Conn struct {
 	readMu sync.Mutex
 	// Receive state, reused by every Read so that Read does not allocate.
 	ring    ring
-	waitFn  func(fd uintptr) bool
-	woken   bool // waitFn ran before: this call follows a wakeup
+	pfd     [2]unix.PollFd // the packet socket and evfd
+	batch   int            // frames handled since the reader last waited
 	payload [maxPayload]byte
 	badWarn bool // a malformed ring block was logged
 	// ModeSocket state.
@@ -129,7 +150,7 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Conn{cfg: cfg, log: cfg.Logger, any: cfg.Interface == AnyInterface}
+	c := &Conn{cfg: cfg, log: cfg.Logger, any: cfg.Interface == AnyInterface, fd: -1, evfd: -1}
 	var err error
 	switch cfg.Mode {
 	case ModeNetwork, ModeRaw:
@@ -160,12 +181,12 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c.cancel = cancel
 	c.errClosed = fmt.Errorf("capture: read on %q: %w", cfg.Interface, net.ErrClosed)
-	c.rc, err = c.file.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, c.wrap("open", err)
+	if c.socket {
+		if c.rc, err = c.file.SyscallConn(); err != nil {
+			c.Close()
+			return nil, c.wrap("open", err)
+		}
 	}
-	c.waitFn = c.ringWait
 	c.mu.Lock()
 	c.stopAfter = context.AfterFunc(ctx, func() { c.Close() })
 	c.mu.Unlock()
@@ -175,15 +196,24 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-// release frees what a failed Open acquired.
-func (c *Conn) release() {
+// release frees what Open acquired, after a failed Open or in Close once
+// no Read is running. It returns the first error.
+func (c *Conn) release() error {
+	var errs []error
 	if c.ring.mem != nil {
-		unix.Munmap(c.ring.mem)
+		errs = append(errs, unix.Munmap(c.ring.mem))
 		c.ring.mem = nil
 	}
-	if c.file != nil {
-		c.file.Close()
+	for _, fd := range []*int{&c.fd, &c.evfd} {
+		if *fd >= 0 {
+			errs = append(errs, unix.Close(*fd))
+			*fd = -1
+		}
 	}
+	if c.file != nil {
+		errs = append(errs, c.file.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (c *Conn) wrap(op string, err error) error {
@@ -200,11 +230,15 @@ func (c *Conn) openPacket() error {
 	// Protocol 0: the socket receives nothing until bind names a
 	// protocol, so no unfiltered frame can reach the ring before the
 	// filter is attached.
-	fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket(AF_PACKET): %w", err)
 	}
-	c.file = os.NewFile(uintptr(fd), "capture:"+c.cfg.Interface)
+	c.fd = fd
+	if c.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	c.pfd = [2]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.evfd), Events: unix.POLLIN}}
 
 	b := &binding{}
 	if c.any {
@@ -280,7 +314,13 @@ func (c *Conn) filterSpec(b *binding) filterSpec {
 // re-created, and returns whether it is a loopback device. The watcher
 // calls it; Read may run meanwhile and sees the new binding atomically.
 func (c *Conn) rebind() (ifIndex int, loopback bool, err error) {
-	cerr := c.rc.Control(func(fd uintptr) {
+	// Close stops the watcher before it closes the socket, so the socket
+	// is open here.
+	control := func(f func(fd uintptr)) error { f(uintptr(c.fd)); return nil }
+	if c.socket {
+		control = c.rc.Control
+	}
+	cerr := control(func(fd uintptr) {
 		old := c.bind.Load()
 		nb := *old
 		if nb.ifIndex, nb.hatype, err = ifInfo(int(fd), c.cfg.Interface); err != nil {
@@ -424,12 +464,10 @@ func (c *Conn) readRing(p *Packet) (skip bool, err error) {
 	r := &c.ring
 	if !r.open {
 		if !r.ready() {
-			c.woken = false
-			if err := c.rc.Read(c.waitFn); err != nil {
-				if c.closed.Load() || errors.Is(err, os.ErrClosed) {
-					return false, c.errClosed
-				}
-				return false, &waitError{err}
+			busy := c.batch >= busyFrames
+			c.batch = 0
+			if err := c.waitRing(busy); err != nil {
+				return false, err
 			}
 			return true, nil // the block is ready: walk it on the next turn
 		}
@@ -448,23 +486,38 @@ func (c *Conn) readRing(p *Packet) (skip bool, err error) {
 		r.release()
 		return true, nil
 	}
+	c.batch++
 	return c.frame(p, &f)
 }
 
-// ringWait is the RawConn read callback while waiting for a block. A
-// wakeup that brings no block is an error report (the device went down):
-// reading SO_ERROR clears it.
-func (c *Conn) ringWait(fd uintptr) bool {
-	if c.ring.ready() {
-		return true
-	}
-	if c.woken {
-		if errno, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
-			c.log.Debug("capture: socket error while waiting", "interface", c.cfg.Interface, "err", syscall.Errno(errno))
+// waitRing blocks until the ring's current block is handed over or Close
+// is called; when busy, it first pauses busyPauseMS. An error report of
+// the socket (the device went down) wakes it too: reading SO_ERROR clears
+// it.
+func (c *Conn) waitRing(busy bool) error {
+	if busy {
+		// Only Close ends the pause early.
+		if _, err := unix.Poll(c.pfd[1:], busyPauseMS); err == nil && c.pfd[1].Revents != 0 {
+			return c.errClosed
 		}
 	}
-	c.woken = true
-	return false
+	for !c.ring.ready() {
+		_, err := unix.Poll(c.pfd[:], -1)
+		switch {
+		case c.closed.Load() || c.pfd[1].Revents != 0:
+			return c.errClosed
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return &waitError{fmt.Errorf("poll: %w", err)}
+		}
+		if c.pfd[0].Revents&unix.POLLERR != 0 {
+			if errno, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
+				c.log.Debug("capture: socket error while waiting", "interface", c.cfg.Interface, "err", syscall.Errno(errno))
+			}
+		}
+	}
+	return nil
 }
 
 // frame handles one frame of the ring.
@@ -568,15 +621,15 @@ func (c *Conn) Close() error {
 			stop()
 		}
 		c.cancel()
-		<-c.watch.done              // no rebind from now on
-		c.closeErr = c.file.Close() // wakes a waiting Read
-		c.readMu.Lock()             // and waits until it has left the ring
-		if c.ring.mem != nil {
-			if err := unix.Munmap(c.ring.mem); err != nil && c.closeErr == nil {
-				c.closeErr = err
-			}
-			c.ring.mem = nil
+		<-c.watch.done // no rebind from now on
+		// Wake a waiting Read, then wait until it has left the ring.
+		if c.socket {
+			c.file.SetReadDeadline(time.Now()) // wakes the runtime poller
+		} else {
+			unix.Write(c.evfd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 		}
+		c.readMu.Lock()
+		c.closeErr = c.release()
 		c.readMu.Unlock()
 	})
 	return c.closeErr

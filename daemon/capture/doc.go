@@ -35,11 +35,16 @@
 // # Receive path
 //
 // ModeNetwork and ModeRaw receive through a memory-mapped TPACKET_V3 ring
-// of 32 blocks of 128 KiB. The kernel hands a block over when it is full
+// of 256 blocks of 16 KiB. The kernel hands a block over when it is full
 // or after a retire timeout of 1 ms, so an idle knock waits about a
-// millisecond; under load Read walks every frame of a block before it
-// waits again, without a system call per packet. Read does not allocate:
-// it copies the payload (at most a few hundred bytes) into a buffer of the
+// millisecond. Read walks every frame of every block handed over before
+// it waits again, without a system call per packet. It waits in poll(2)
+// itself, outside the runtime's poller, so that blocks handed over while
+// it is busy wake nobody; when a wakeup brought many frames it first
+// pauses 8 ms, so that under a flood it wakes about 125 times a second
+// whatever the rate (a knock during a flood waits up to the pause
+// longer). Close wakes it through an eventfd. Read does not allocate: it
+// copies the payload (at most a few hundred bytes) into a buffer of the
 // Conn, so that the ring can be handed back, and unmapped by Close, while
 // the caller still looks at the last packet.
 //

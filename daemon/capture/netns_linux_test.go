@@ -27,6 +27,7 @@ import (
 //
 // Neighbours are static so no test waits for ARP or ND.
 type testNet struct {
+	suffix       string // the namespaces are dmcap-<suffix>-a and -b
 	a, b         netns.NsHandle
 	ha, hb       *netlink.Handle
 	aLink, bLink netlink.Link
@@ -123,7 +124,7 @@ func addrOf(p netip.Prefix) *netlink.Addr {
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	n := &testNet{a: newNamespace(t, suffix, "a"), b: newNamespace(t, suffix, "b")}
+	n := &testNet{suffix: suffix, a: newNamespace(t, suffix, "a"), b: newNamespace(t, suffix, "b")}
 	var err error
 	n.ha, err = netlink.NewHandleAt(n.a)
 	must(t, "netlink handle A", err)
