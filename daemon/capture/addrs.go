@@ -10,6 +10,9 @@ import (
 // against it; updates build a new set and swap it in with an
 // atomic.Pointer.
 type addrSet struct {
+	// few holds the addresses when there are only a few (a scan is
+	// cheaper than hashing), addrs when there are many.
+	few   []netip.Addr
 	addrs map[netip.Addr]struct{}
 	// prefixes are whole loopback subnets: 127.0.0.1/8 makes every
 	// 127.x.y.z local, as the kernel's local routing table does.
@@ -28,6 +31,9 @@ func newAddrSet(ifAddrs []netip.Prefix, loopback bool, loIdx []int) *addrSet {
 		if !a.IsValid() || a.IsLoopback() && !loopback {
 			continue
 		}
+		if _, dup := s.addrs[a]; !dup {
+			s.few = append(s.few, a)
+		}
 		s.addrs[a] = struct{}{}
 		if a.IsLoopback() {
 			if m := netip.PrefixFrom(a, p.Bits()).Masked(); m.IsValid() && m.Bits() > 0 {
@@ -35,15 +41,27 @@ func newAddrSet(ifAddrs []netip.Prefix, loopback bool, loIdx []int) *addrSet {
 			}
 		}
 	}
+	if len(s.few) > maxFewAddrs {
+		s.few = nil
+	} else {
+		s.addrs = nil
+	}
 	return s
 }
+
+// maxFewAddrs is the most addresses an addrSet scans instead of hashing.
+const maxFewAddrs = 8
 
 // contains reports whether a is an own address.
 func (s *addrSet) contains(a netip.Addr) bool {
 	if s == nil {
 		return false
 	}
-	if _, ok := s.addrs[a]; ok {
+	if s.addrs == nil {
+		if slices.Contains(s.few, a) {
+			return true
+		}
+	} else if _, ok := s.addrs[a]; ok {
 		return true
 	}
 	for _, p := range s.prefixes {
@@ -64,5 +82,5 @@ func (s *addrSet) len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.addrs)
+	return max(len(s.few), len(s.addrs))
 }

@@ -42,6 +42,20 @@ func TestAddrSet(t *testing.T) {
 			t.Error("isLoopbackIndex")
 		}
 	}
+	// Many addresses are hashed rather than scanned; same answers.
+	var many []netip.Prefix
+	for i := range 2 * maxFewAddrs {
+		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), 24))
+	}
+	big := newAddrSet(append(many, ifAddrs...), false, nil)
+	for a, want := range cases {
+		if got := big.contains(netip.MustParseAddr(a)); got != want[1] {
+			t.Errorf("large set: contains(%s) = %v, want %v", a, got, want[1])
+		}
+	}
+	if !big.contains(netip.MustParseAddr("198.18.1.15")) || big.len() != 2*maxFewAddrs+4 {
+		t.Errorf("large set: %d addresses", big.len())
+	}
 	var empty *addrSet
 	if empty.contains(netip.MustParseAddr("198.18.0.2")) || empty.len() != 0 || empty.isLoopbackIndex(1) {
 		t.Error("nil set is not empty")

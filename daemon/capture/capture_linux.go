@@ -164,6 +164,12 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		c.release()
 		return nil, c.wrap("open", err)
 	}
+	if c.socket {
+		if c.rc, err = c.file.SyscallConn(); err != nil {
+			c.release()
+			return nil, c.wrap("open", err)
+		}
+	}
 	b := c.bind.Load()
 	// The watcher's netlink sockets are opened now, on this thread, so
 	// they belong to the same network namespace as the capture socket.
@@ -181,12 +187,6 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c.cancel = cancel
 	c.errClosed = fmt.Errorf("capture: read on %q: %w", cfg.Interface, net.ErrClosed)
-	if c.socket {
-		if c.rc, err = c.file.SyscallConn(); err != nil {
-			c.Close()
-			return nil, c.wrap("open", err)
-		}
-	}
 	c.mu.Lock()
 	c.stopAfter = context.AfterFunc(ctx, func() { c.Close() })
 	c.mu.Unlock()
@@ -197,7 +197,7 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 }
 
 // release frees what Open acquired, after a failed Open or in Close once
-// no Read is running. It returns the first error.
+// no Read is running.
 func (c *Conn) release() error {
 	var errs []error
 	if c.ring.mem != nil {

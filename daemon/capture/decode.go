@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 
 	"github.com/doorman-project/doorman/protocol"
@@ -131,7 +132,7 @@ func decodeIPv4(ip []byte, status uint32, port uint16) (Packet, error) {
 		return Packet{}, ErrMartian
 	}
 	if !skipUDPChecksum(status) && binary.BigEndian.Uint16(udp[6:8]) != 0 { // 0: sent without a checksum
-		sum := csumAdd(csumAdd(0, src[:]), dst[:]) + protoUDP + uint64(len(udp))
+		sum := csumAddUint(csumAdd(csumAdd(0, src[:]), dst[:]), protoUDP+uint64(len(udp)))
 		if csumFold(csumAdd(sum, udp)) != 0xffff {
 			return Packet{}, ErrChecksum
 		}
@@ -176,7 +177,7 @@ func decodeIPv6(ip []byte, status uint32, port uint16) (Packet, error) {
 	}
 	// The IPv6 UDP checksum is mandatory (RFC 8200 8.1): 0 is invalid.
 	if !skipUDPChecksum(status) {
-		sum := csumAdd(csumAdd(0, src[:]), dst[:]) + protoUDP + uint64(len(udp))
+		sum := csumAddUint(csumAdd(csumAdd(0, src[:]), dst[:]), protoUDP+uint64(len(udp)))
 		if binary.BigEndian.Uint16(udp[6:8]) == 0 || csumFold(csumAdd(sum, udp)) != 0xffff {
 			return Packet{}, ErrChecksum
 		}
@@ -238,17 +239,25 @@ func embedsIPv4(a [16]byte) bool {
 	return false
 }
 
-// csumAdd adds b to an Internet checksum accumulator, as big-endian 32-bit
-// words (zero-padded at the end); b must start at an even offset of the
-// checksummed data. The 64-bit sum cannot overflow for any packet size.
+// csumAdd adds b to an Internet checksum accumulator, as big-endian 64-bit
+// words with end-around carry (zero-padded at the end); b must start at an
+// even offset of the checksummed data.
 func csumAdd(sum uint64, b []byte) uint64 {
-	for len(b) >= 4 {
-		sum += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
+	var carry uint64
+	for len(b) >= 8 {
+		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b), carry)
+		b = b[8:]
 	}
-	var tail [4]byte
+	var tail [8]byte
 	copy(tail[:], b)
-	return sum + uint64(binary.BigEndian.Uint32(tail[:]))
+	sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(tail[:]), carry)
+	return sum + carry // cannot carry again: sum is at most 2^64-2 here
+}
+
+// csumAddUint adds v to an Internet checksum accumulator.
+func csumAddUint(sum, v uint64) uint64 {
+	sum, carry := bits.Add64(sum, v, 0)
+	return sum + carry
 }
 
 // csumFold folds an accumulator to the 16-bit one's complement sum; data

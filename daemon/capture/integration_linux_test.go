@@ -377,6 +377,12 @@ func TestIntegrationSocketMode(t *testing.T) {
 		l4(src6, dst6, protoUDP, 4000, testPort, 0, []byte(knockTo("dstopt"))))))
 	sendUDP(t, n.a, knock4, knockTo("s-marker"))
 	expectKnock(t, ch, knockTo("s-marker"))
+	// The host knocking for itself comes over lo, whatever IP_PKTINFO
+	// says: not considered (CLASSIC-4.4).
+	sendUDP(t, n.b, knock4, knockTo("self4"))
+	expectErr(t, ch, ErrNotLocal)
+	sendUDP(t, n.b, knock6, knockTo("self6"))
+	expectErr(t, ch, ErrNotLocal)
 	if !strings.Contains(dump.String(), "link type udp socket") {
 		t.Errorf("hex dump: %q", dump.String())
 	}

@@ -31,10 +31,14 @@ func BenchmarkRingFrames(b *testing.B) {
 	}{{"csum-offloaded", tpStatusCsumNotReady}, {"csum-in-software", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
 			var frames []testFrame
-			for i := 0; len(frames) < 500; i++ {
+			for i, used := 0, blockDescLen; ; i++ { // a block's worth, as the kernel fills it
 				payload := fmt.Appendf(nil, "9%0*d", protocol.MinClassicLen+i%30-1, i)
-				frames = append(frames, testFrame{data: udp4(testSrc4, testDst4, uint16(40000+i), testPort, payload),
-					status: bc.status, ifIndex: 2, proto: etherTypeIPv4, hatype: arphrdEther})
+				f := testFrame{data: udp4(testSrc4, testDst4, uint16(40000+i), testPort, payload),
+					status: bc.status, ifIndex: 2, proto: etherTypeIPv4, hatype: arphrdEther}
+				if used += (96 + len(f.data) + 15) &^ 15; used > ringBlockSize {
+					break
+				}
+				frames = append(frames, f)
 			}
 			blk := buildBlock(ringBlockSize, frames)
 			c := benchConn(netip.PrefixFrom(testDst4, 24))
