@@ -642,3 +642,19 @@ func TestCaptureFailureEndsRun(t *testing.T) {
 		t.Fatalf("doors after Run: %+v", d)
 	}
 }
+
+// TestReasonNames: every reason has its own name (counters are reported by
+// name).
+func TestReasonNames(t *testing.T) {
+	seen := map[string]Reason{}
+	for r := Reason(0); r < numReasons; r++ {
+		name := r.String()
+		if name == "" || name == "unknown" {
+			t.Errorf("reason %d has no name", r)
+		}
+		if o, dup := seen[name]; dup {
+			t.Errorf("reasons %d and %d are both %q", o, r, name)
+		}
+		seen[name] = r
+	}
+}

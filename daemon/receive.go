@@ -43,6 +43,10 @@ func dropReason(err error) (Reason, bool) {
 		return ReasonIPOptions, true
 	case capture.ErrFragment:
 		return ReasonFragment, true
+	case capture.ErrChecksum:
+		return ReasonChecksum, true
+	case capture.ErrMartian:
+		return ReasonMartian, true
 	case capture.ErrNotLocal:
 		return ReasonNotLocal, true
 	case capture.ErrNotCandidate:

@@ -17,6 +17,8 @@ const (
 	ReasonTruncated    Reason = iota // capture: bad header
 	ReasonIPOptions                  // CLASSIC-4.3
 	ReasonFragment                   // CLASSIC-4.3
+	ReasonChecksum                   // bad IPv4 header or UDP checksum: the kernel drops it
+	ReasonMartian                    // impossible address (IPv4-mapped in IPv6, multicast source...)
 	ReasonNotLocal                   // CLASSIC-4.4
 	ReasonNotCandidate               // filtered packet that slipped through
 	ReasonNotKnock                   // CLASSIC-2.6: first byte neither a digit nor the modern marker
@@ -40,7 +42,7 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	"truncated", "ip-options", "fragment", "not-local", "not-candidate", "not-a-knock", "modern-unsupported",
+	"truncated", "ip-options", "fragment", "checksum", "martian-address", "not-local", "not-candidate", "not-a-knock", "modern-unsupported",
 	"malformed", "unknown-guest", "port-not-allowed", "address-not-allowed", "incorrect-secret", "too-many-doors",
 	"replay", "replay-store-full", "replay-store-error", "replay-store-failed", "accepted", "firewall-error", "syn", "late-claim", "rearmed",
 }

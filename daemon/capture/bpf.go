@@ -3,6 +3,7 @@ package capture
 import (
 	"fmt"
 
+	"github.com/doorman-project/doorman/protocol"
 	"golang.org/x/net/bpf"
 )
 
@@ -12,103 +13,99 @@ const (
 	// skfNetOff+k read byte k of the network header, whatever the link
 	// header length.
 	skfNetOff = 0xFFF00000 // -0x100000 as uint32
-	// packetOutgoing is PACKET_OUTGOING, the pkt_type of frames this host
-	// sends; loopback would otherwise show every packet twice.
-	packetOutgoing = 4
-	// snapLen is the most of one frame the filter passes to user space.
-	snapLen = 1 << 18
+	// packetHost is PACKET_HOST, the pkt_type of a frame addressed to
+	// this host; broadcast, multicast, other hosts' (promiscuous) and
+	// outgoing frames have other types.
+	packetHost = 0
+	// snapLen is the most of one frame the filter passes to user space;
+	// the kernel cuts it to the frame's length.
+	snapLen = 1 << 16
 )
 
 // filterSpec describes the classic BPF program to build.
 type filterSpec struct {
-	// base is added to every network-header offset: the link header length
+	// base is the offset of the network header: the link header length
 	// in ModeRaw, 0 in ModeNetwork, or skfNetOff.
 	base uint32
 	// extProto selects the IP version by skb->protocol (the ancillary
 	// load) instead of the version nibble at base.
 	extProto bool
-	port     uint16
-	syn      bool
+	// socket builds the program for a UDP socket (ModeSocket): the data
+	// then starts at the UDP header, and the IP header is read at
+	// skfNetOff (base and extProto are ignored).
+	socket bool
+	port   uint16
 }
 
-// buildFilter assembles the socket filter that passes, and only passes,
-// candidate packets and the oddities the daemon counts:
-//   - IPv4 UDP to the knock port (header options skipped by IHL);
-//   - IPv4 UDP non-first fragments (their port cannot be known);
-//   - with syn, IPv4 TCP with SYN set and ACK clear (first fragments only);
-//   - IPv6 UDP to the knock port, also behind one hop-by-hop, routing or
-//     destination-options header; IPv6 UDP fragments;
-//   - with syn, IPv6 TCP SYN without extension headers.
+// buildFilter assembles the socket filter: the kernel-side prefilter that
+// passes, and only passes, what may be a knock, so that junk costs no
+// system call and no copy. It passes a frame addressed to this host
+// (PACKET_HOST) holding
+//   - an IPv4 packet without options that is not a fragment, or an IPv6
+//     packet without extension headers (CLASSIC-4.3),
+//   - whose UDP datagram goes to the knock port,
+//   - and whose payload may be a knock by its first byte and length, the
+//     rule of mayBeKnock (CLASSIC-2.3, 2.6).
 //
-// Frames the host sends (PACKET_OUTGOING) are always dropped.
+// Everything else is dropped before user space, uncounted.
 func buildFilter(fs filterSpec) ([]bpf.RawInstruction, error) {
-	b := fs.base
 	var a asm
+	net, udp := fs.base, fs.base // where the IP and the UDP header are read, UDP plus X
 	a.add(bpf.LoadExtension{Num: bpf.ExtType})
-	a.jeq(packetOutgoing, "reject", "")
+	a.jeq(packetHost, "", "reject")
+	if fs.socket {
+		net, udp = skfNetOff, 0
+		fs.extProto = true
+	}
 	if fs.extProto {
 		a.add(bpf.LoadExtension{Num: bpf.ExtProto})
 		a.jeq(etherTypeIPv4, "v4", "")
 		a.jeq(etherTypeIPv6, "v6", "reject")
 	} else {
-		a.add(bpf.LoadAbsolute{Off: b, Size: 1})
+		a.add(bpf.LoadAbsolute{Off: net, Size: 1})
 		a.add(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
 		a.jeq(0x40, "v4", "")
 		a.jeq(0x60, "v6", "reject")
 	}
 
+	udpAt := func(offset uint32) { // X = offset of the UDP header from udp
+		if fs.socket {
+			offset = 0
+		}
+		a.add(bpf.LoadConstant{Dst: bpf.RegX, Val: offset})
+	}
 	a.label("v4")
-	a.add(bpf.LoadAbsolute{Off: b + 9, Size: 1})
-	if fs.syn {
-		a.jeq(ProtoTCP, "v4tcp", "")
-	}
-	a.jeq(ProtoUDP, "", "reject")
-	a.add(bpf.LoadAbsolute{Off: b + 6, Size: 2})
-	a.jset(ipv4FragOffMask, "accept", "")
-	a.add(bpf.LoadMemShift{Off: b})
-	a.add(bpf.LoadIndirect{Off: b + 2, Size: 2})
-	a.jeq(uint32(fs.port), "accept", "reject")
-	if fs.syn {
-		a.label("v4tcp")
-		a.add(bpf.LoadAbsolute{Off: b + 6, Size: 2})
-		a.jset(ipv4FragOffMask, "reject", "")
-		a.add(bpf.LoadMemShift{Off: b})
-		a.add(bpf.LoadIndirect{Off: b + 13, Size: 1})
-		a.add(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: TCPFlagSYN | TCPFlagACK})
-		a.jeq(TCPFlagSYN, "accept", "reject")
-	}
+	a.add(bpf.LoadAbsolute{Off: net, Size: 1})
+	a.jeq(0x40|ipv4MinHeaderLen/4, "", "reject") // version 4, no options
+	a.add(bpf.LoadAbsolute{Off: net + 9, Size: 1})
+	a.jeq(protoUDP, "", "reject")
+	a.add(bpf.LoadAbsolute{Off: net + 6, Size: 2})
+	a.jset(ipv4FlagMF|ipv4FragOffMask, "reject", "")
+	udpAt(ipv4MinHeaderLen)
+	a.ja("udp")
 
 	a.label("v6")
-	a.add(bpf.LoadAbsolute{Off: b + 6, Size: 1})
-	a.jeq(ProtoUDP, "v6udp", "")
-	if fs.syn {
-		a.jeq(ProtoTCP, "v6tcp", "")
-	}
-	a.jeq(ipv6NextFragment, "v6frag", "")
-	a.jeq(ipv6NextHopByHop, "v6ext", "")
-	a.jeq(ipv6NextRouting, "v6ext", "")
-	a.jeq(ipv6NextDestOpts, "v6ext", "reject")
-	a.label("v6udp")
-	a.add(bpf.LoadAbsolute{Off: b + ipv6HeaderLen + 2, Size: 2})
-	a.jeq(uint32(fs.port), "accept", "reject")
-	if fs.syn {
-		a.label("v6tcp")
-		a.add(bpf.LoadAbsolute{Off: b + ipv6HeaderLen + 13, Size: 1})
-		a.add(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: TCPFlagSYN | TCPFlagACK})
-		a.jeq(TCPFlagSYN, "accept", "reject")
-	}
-	a.label("v6frag")
-	a.add(bpf.LoadAbsolute{Off: b + ipv6HeaderLen, Size: 1}) // fragment header's next header
-	a.jeq(ProtoUDP, "accept", "reject")
-	a.label("v6ext")
-	a.add(bpf.LoadAbsolute{Off: b + ipv6HeaderLen, Size: 1}) // extension's next header
-	a.jeq(ProtoUDP, "", "reject")
-	a.add(bpf.LoadAbsolute{Off: b + ipv6HeaderLen + 1, Size: 1}) // length in 8-octet units, minus one
-	a.add(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 1})
-	a.add(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 3})
-	a.add(bpf.TAX{})
-	a.add(bpf.LoadIndirect{Off: b + ipv6HeaderLen + 2, Size: 2})
-	a.jeq(uint32(fs.port), "accept", "reject")
+	a.add(bpf.LoadAbsolute{Off: net + 6, Size: 1})
+	a.jeq(protoUDP, "", "reject") // extension headers and fragments
+	udpAt(ipv6HeaderLen)
+
+	a.label("udp")
+	a.add(bpf.LoadIndirect{Off: udp + 2, Size: 2})
+	a.jeq(uint32(fs.port), "", "reject")
+	a.add(bpf.LoadIndirect{Off: udp + 4, Size: 2})
+	a.add(bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: udpHeaderLen}) // payload length; wraps when short
+	a.add(bpf.StoreScratch{Src: bpf.RegA, N: 0})
+	a.add(bpf.LoadIndirect{Off: udp + udpHeaderLen, Size: 1})
+	a.jeq(protocol.ModernMagic, "modern", "")
+	a.jge('0', "", "reject")
+	a.jgt('9', "reject", "")
+	a.add(bpf.LoadScratch{Dst: bpf.RegA, N: 0})
+	a.jge(protocol.MinClassicLen, "", "reject")
+	a.jgt(protocol.MaxClassicLen+1, "reject", "accept")
+	a.label("modern")
+	a.add(bpf.LoadScratch{Dst: bpf.RegA, N: 0})
+	a.jge(protocol.MinModernLen, "", "reject")
+	a.jgt(protocol.MaxModernLen, "reject", "accept")
 
 	a.label("accept")
 	a.add(bpf.RetConstant{Val: snapLen})
@@ -129,6 +126,7 @@ type asm struct {
 type asmJump struct {
 	at            int
 	ifTrue, ifNot string // "" = the next instruction
+	always        bool   // ja: ifTrue is the target
 }
 
 func (a *asm) add(i bpf.Instruction) { a.ins = append(a.ins, i) }
@@ -143,14 +141,32 @@ func (a *asm) label(name string) {
 	a.labels[name] = len(a.ins)
 }
 
+func (a *asm) jif(cond bpf.JumpTest, val uint32, ifTrue, ifNot string) {
+	a.jumps = append(a.jumps, asmJump{at: len(a.ins), ifTrue: ifTrue, ifNot: ifNot})
+	a.add(bpf.JumpIf{Cond: cond, Val: val})
+}
+
+// Conditional jumps: to ifTrue when A compares so with val, else to ifNot.
 func (a *asm) jeq(val uint32, ifTrue, ifNot string) {
-	a.jumps = append(a.jumps, asmJump{len(a.ins), ifTrue, ifNot})
-	a.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: val})
+	a.jif(bpf.JumpEqual, val, ifTrue, ifNot)
 }
 
 func (a *asm) jset(val uint32, ifTrue, ifNot string) {
-	a.jumps = append(a.jumps, asmJump{len(a.ins), ifTrue, ifNot})
-	a.add(bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: val})
+	a.jif(bpf.JumpBitsSet, val, ifTrue, ifNot)
+}
+
+func (a *asm) jge(val uint32, ifTrue, ifNot string) {
+	a.jif(bpf.JumpGreaterOrEqual, val, ifTrue, ifNot)
+}
+
+func (a *asm) jgt(val uint32, ifTrue, ifNot string) {
+	a.jif(bpf.JumpGreaterThan, val, ifTrue, ifNot)
+}
+
+// ja jumps to label unconditionally.
+func (a *asm) ja(label string) {
+	a.jumps = append(a.jumps, asmJump{at: len(a.ins), ifTrue: label, always: true})
+	a.add(bpf.Jump{})
 }
 
 func (a *asm) skip(from int, label string) (uint8, error) {
@@ -173,6 +189,14 @@ func (a *asm) assemble() ([]bpf.RawInstruction, error) {
 		return nil, a.err
 	}
 	for _, j := range a.jumps {
+		if j.always {
+			to, ok := a.labels[j.ifTrue]
+			if !ok || to <= j.at {
+				return nil, fmt.Errorf("bpf: bad jump target %q", j.ifTrue)
+			}
+			a.ins[j.at] = bpf.Jump{Skip: uint32(to - j.at - 1)}
+			continue
+		}
 		ji := a.ins[j.at].(bpf.JumpIf)
 		var err error
 		if ji.SkipTrue, err = a.skip(j.at, j.ifTrue); err != nil {

@@ -7,25 +7,25 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"time"
 )
 
 // Mode selects how packets are captured.
 type Mode int
 
 const (
-	// ModeNetwork captures with an AF_PACKET SOCK_DGRAM ("cooked") socket:
-	// the kernel strips the link-layer header, so nothing has to be guessed.
-	// It works on every link type, including the "any" device. The default.
+	// ModeNetwork captures with an AF_PACKET SOCK_DGRAM ("cooked") socket
+	// through a TPACKET_V3 ring: the kernel strips the link-layer header,
+	// so nothing has to be guessed. It works on every link type, including
+	// the "any" device. The default.
 	ModeNetwork Mode = iota
-	// ModeRaw captures with an AF_PACKET SOCK_RAW socket and skips a link
-	// header of Config.LinkHeaderLen bytes, or a length guessed from the
-	// device's ARPHRD type when LinkHeaderLen < 0 (the original's
-	// link-header-length).
+	// ModeRaw captures with an AF_PACKET SOCK_RAW socket through a
+	// TPACKET_V3 ring and skips a link header of Config.LinkHeaderLen
+	// bytes, or a length guessed from the device's ARPHRD type when
+	// LinkHeaderLen < 0 (the original's link-header-length).
 	ModeRaw
 	// ModeSocket receives knocks on a plain UDP socket bound to the knock
-	// port. It needs no raw capture, but cannot see IP options or
-	// fragments (the kernel reassembles them) nor TCP SYNs.
+	// port. It needs no raw capture, but cannot see fragments (the kernel
+	// reassembles them).
 	ModeSocket
 )
 
@@ -56,13 +56,15 @@ func (m Mode) String() string {
 }
 
 // AnyInterface is the Interface name that captures on every device of the
-// network namespace.
+// network namespace except loopback devices.
 const AnyInterface = "any"
 
 // Config says what to capture. The zero value of each field except
 // Interface and KnockPort means its default.
 type Config struct {
-	// Interface is the device name, or "any" for all devices.
+	// Interface is the device name, or "any" for all devices but the
+	// loopback ones. Knocks over a loopback device (to 127.0.0.1, ::1)
+	// are only heard when Interface names that device.
 	Interface string
 	// Mode is the capture mode; the zero value is ModeNetwork.
 	Mode Mode
@@ -72,9 +74,6 @@ type Config struct {
 	LinkHeaderLen int
 	// KnockPort is the UDP port the knocks arrive on.
 	KnockPort uint16
-	// SYN also delivers TCP segments with SYN set and ACK clear, to any
-	// port, for door tracking. Not possible in ModeSocket.
-	SYN bool
 	// HexDump, when non-nil, receives for every captured frame the link
 	// type, the link-header length in use and a hex dump of the first
 	// 128 bytes (the original's -X). Writing it allocates; it is a
@@ -82,43 +81,32 @@ type Config struct {
 	HexDump io.Writer
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
+	// AcceptForeign delivers knocks whatever their destination address:
+	// it disables the own-address check and so breaks CLASSIC-4.4. Only
+	// for the conformance suite's mutants, which must show that the
+	// suite notices.
+	AcceptForeign bool
 }
 
-// Packet is one candidate packet.
+// Packet is one knock candidate: a UDP datagram to the knock port whose
+// payload may be a knock (CLASSIC-2.3, 2.6).
 type Packet struct {
-	// Src and Dst are the IP addresses; IPv4 is in its 4-byte form.
+	// Src and Dst are the IP addresses; IPv4 is in its 4-byte form, and
+	// an IPv6 packet never yields an IPv4-mapped address.
 	Src, Dst netip.Addr
-	// SrcPort and DstPort are the UDP or TCP ports.
+	// SrcPort and DstPort are the UDP ports.
 	SrcPort, DstPort uint16
-	// Proto is the IP protocol: 17 (UDP) or 6 (TCP).
-	Proto uint8
-	// TCPFlags holds the TCP flags byte (TCP only).
-	TCPFlags uint8
-	// Payload is the UDP payload (nil for TCP). It aliases the Conn's
-	// buffer and is valid until the next Read.
+	// Payload is the UDP payload. It aliases the Conn's buffer and is
+	// valid until the next Read.
 	Payload []byte
-	// IfIndex is the index of the device the packet arrived on.
+	// IfIndex is the index of the device the datagram arrived on.
 	IfIndex int
-	// Time is when the kernel received the packet (SO_TIMESTAMPNS), set
-	// for TCP packets in ModeNetwork and ModeRaw; zero when unknown. The
-	// daemon compares it with when a firewall rule took effect, since a
-	// packet may be read long after it arrived.
-	Time time.Time
 }
-
-// IP protocol numbers and TCP flags used in Packet.
-const (
-	ProtoTCP = 6
-	ProtoUDP = 17
-
-	TCPFlagFIN = 0x01
-	TCPFlagSYN = 0x02
-	TCPFlagRST = 0x04
-	TCPFlagACK = 0x10
-)
 
 // Reasons for which Read drops a packet it saw. Read returns exactly these
 // values (never wrapped), so a caller may compare with == or errors.Is.
+// Packets the kernel filter drops never reach Read and are not reported
+// (see the package documentation).
 var (
 	// ErrTruncated: the packet is too short or has a malformed header.
 	ErrTruncated = errors.New("capture: truncated or malformed packet")
@@ -128,22 +116,22 @@ var (
 	// ErrFragment: an IPv4 fragment (MF set or offset != 0) or an IPv6
 	// packet with a fragment header.
 	ErrFragment = errors.New("capture: IP fragment")
-	// ErrNotLocal: the destination is not an address of the capture
-	// interface (for "any": of the network namespace).
+	// ErrChecksum: a bad IPv4 header checksum or a bad UDP checksum (an
+	// IPv6 UDP checksum of 0 included): the kernel drops such a datagram,
+	// so the doorman must not act on it.
+	ErrChecksum = errors.New("capture: bad IP header or UDP checksum")
+	// ErrMartian: an address no real packet can carry and the kernel
+	// refuses: an IPv4-mapped or IPv4-compatible address in an IPv6
+	// header, or an unspecified, multicast, limited-broadcast or (off a
+	// loopback device) loopback source.
+	ErrMartian = errors.New("capture: impossible source or destination address")
+	// ErrNotLocal: the destination is not an own address of the watched
+	// interface (for "any": a non-loopback address of the network
+	// namespace), or with "any" the packet came over a loopback device
+	// (CLASSIC-4.4).
 	ErrNotLocal = errors.New("capture: destination is not a local address")
-	// ErrNotCandidate: a well-formed packet that is neither a UDP packet to
-	// the knock port nor (with Config.SYN) a TCP SYN. The kernel filter
-	// should keep these out; it is counted rather than hidden.
-	ErrNotCandidate = errors.New("capture: not a knock or SYN")
+	// ErrNotCandidate: a well-formed packet that is not a UDP datagram to
+	// the knock port with a payload that may be a knock. The kernel filter
+	// keeps these out; one that gets past it is counted rather than hidden.
+	ErrNotCandidate = errors.New("capture: not a knock candidate")
 )
-
-// isCandidate reports whether a decoded packet is one the Conn delivers.
-func isCandidate(p *Packet, knockPort uint16, syn bool) bool {
-	switch p.Proto {
-	case ProtoUDP:
-		return p.DstPort == knockPort
-	case ProtoTCP:
-		return syn && p.TCPFlags&(TCPFlagSYN|TCPFlagACK) == TCPFlagSYN
-	}
-	return false
-}

@@ -19,31 +19,75 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Socket tuning.
+// Ring and socket tuning.
 const (
-	// rcvBufSize is the socket receive buffer asked for: knock floods are
-	// expected and a full buffer silently drops knocks.
+	// ringBlockSize and ringBlocks size the TPACKET_V3 ring: 4 MiB, since
+	// knock floods are expected and a full ring drops knocks. The kernel
+	// hands a block over when it is full or when the retire timeout
+	// expires, however little it holds: many small blocks keep the ring
+	// from filling up with nearly empty blocks when the reader falls
+	// behind (256 blocks are at least 256 ms at 1 ms each). Any knock
+	// candidate fits a block many times over.
+	ringBlockSize = 1 << 14
+	ringBlocks    = 256
+	// ringFrameSize only matters for the kernel's consistency check of
+	// the ring request: TPACKET_V3 packs frames of any length.
+	ringFrameSize = 1 << 11
+	// ringRetire is the block retire timeout in milliseconds: the longest
+	// a lone knock waits in a block that is not full. The kernel's
+	// minimum, 1 ms, keeps an idle knock's delay near a millisecond.
+	ringRetire = 1
+	// rcvBufSize is the UDP socket receive buffer asked for in ModeSocket.
 	rcvBufSize = 4 << 20
-	// frameBufSize holds the largest frame a 64 KiB-MTU loopback delivers.
-	frameBufSize = 64<<10 + 256
-	// tpStatusVLANValid is TP_STATUS_VLAN_VALID in tpacket_auxdata.status.
-	tpStatusVLANValid = 0x10
+	// socketBufSize holds the largest UDP payload; only payloads that may
+	// be knocks are passed on, and a longer one is reported truncated.
+	socketBufSize = 64 << 10
+	// busyFrames and busyPauseMS coalesce wakeups under load. Sleeping
+	// and waking up costs tens of microseconds of CPU (25-50 µs measured
+	// here, in a nested virtual machine), as much as hundreds of frames;
+	// so when a wakeup brought busyFrames or more, the ring is busy, and
+	// the reader pauses busyPauseMS before it looks again instead of
+	// waking up for every block: under a flood it wakes about 125 times a
+	// second, whatever the rate. An idle knock still comes within the
+	// retire timeout; under a flood one waits up to the pause longer. The
+	// ring holds the pause's worth of 2.5 million knocks a second.
+	busyFrames  = 32
+	busyPauseMS = 8
+	// waitRetries bounds how many times in a row waiting for packets may
+	// fail before Read gives up (see Read); waitBackoff is the pause
+	// between tries.
+	waitRetries = 100
+	waitBackoff = 10 * time.Millisecond
 )
 
-// Conn receives candidate packets. Read must not be called concurrently;
-// Close may be called from any goroutine.
-type Conn struct {
-	cfg      Config
-	log      *slog.Logger
-	file     *os.File
-	rc       syscall.RawConn
-	readFn   func(fd uintptr) bool
-	socket   bool // ModeSocket
-	ifIndex  int
+// binding is what the socket is bound to. The address watcher replaces it
+// when the device is re-created under the same name (a new ifindex).
+type binding struct {
+	ifIndex  int // 0 for "any"
+	hatype   uint16
+	loopback bool // the named device is a loopback device
 	linkType string
 	hdrLen   int
-	hdrHow   string
-	addrs    *addrWatcher
+	hdrHow   string // where hdrLen comes from, for hex dumps
+}
+
+// Conn receives knock candidates. Read must not be called concurrently;
+// Close may be called from any goroutine.
+type Conn struct {
+	cfg Config
+	log *slog.Logger
+	// The socket. In ModeSocket it goes through the runtime poller (file,
+	// rc); the packet socket of the other modes does not (fd): the reader
+	// blocks in poll(2) itself, so that the blocks handed over while it is
+	// busy wake nobody, and Close wakes it through an eventfd (evfd).
+	file   *os.File
+	rc     syscall.RawConn
+	fd     int
+	evfd   int
+	socket bool // ModeSocket
+	any    bool // Interface is "any"
+	bind   atomic.Pointer[binding]
+	watch  *watcher
 
 	cancel    context.CancelFunc
 	mu        sync.Mutex // guards stopAfter, set while ctx may already fire
@@ -53,14 +97,47 @@ type Conn struct {
 	closeErr  error
 	errClosed error
 
+	// readMu is held by Read, and by Close while it unmaps the ring, so
+	// that the ring is never unmapped under a Read.
+	readMu sync.Mutex
 	// Receive state, reused by every Read so that Read does not allocate.
-	buf  []byte
-	name unix.RawSockaddrAny
-	oob  [128]byte
-	iov  unix.Iovec
-	msg  unix.Msghdr
-	rn   int
-	rerr syscall.Errno
+	ring    ring
+	pfd     [2]unix.PollFd // the packet socket and evfd
+	batch   int            // frames handled since the reader last waited
+	payload [maxPayload]byte
+	badWarn bool // a malformed ring block was logged
+	// ModeSocket state.
+	buf    []byte
+	name   unix.RawSockaddrAny
+	oob    [128]byte
+	iov    unix.Iovec
+	msg    unix.Msghdr
+	recvFn func(fd uintptr) bool
+	rn     int
+	rerr   syscall.Errno
+}
+
+// ring is the mapped TPACKET_V3 receive ring and the reader's place in it.
+type ring struct {
+	mem  []byte
+	cur  int  // block being walked, or the next one to wait for
+	open bool // cur belongs to user space and is being walked
+	walk blockWalker
+}
+
+// status points at block i's block_status, shared with the kernel.
+func (r *ring) status(i int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.mem[i*ringBlockSize+blockStatusOff]))
+}
+
+// ready reports whether the current block is handed to user space.
+func (r *ring) ready() bool { return atomic.LoadUint32(r.status(r.cur))&unix.TP_STATUS_USER != 0 }
+
+// release hands the current block back to the kernel and moves on.
+func (r *ring) release() {
+	atomic.StoreUint32(r.status(r.cur), unix.TP_STATUS_KERNEL)
+	r.cur = (r.cur + 1) % ringBlocks
+	r.open = false
 }
 
 // Open starts capturing as cfg says. The Conn lives until Close is called
@@ -73,7 +150,7 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Conn{cfg: cfg, log: cfg.Logger}
+	c := &Conn{cfg: cfg, log: cfg.Logger, any: cfg.Interface == AnyInterface, fd: -1, evfd: -1}
 	var err error
 	switch cfg.Mode {
 	case ModeNetwork, ModeRaw:
@@ -84,122 +161,208 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		err = fmt.Errorf("unknown mode %v", cfg.Mode)
 	}
 	if err != nil {
-		if c.file != nil {
-			c.file.Close()
-		}
+		c.release()
 		return nil, c.wrap("open", err)
 	}
-	// The address watcher's netlink sockets are opened now, on this thread,
-	// so they belong to the same network namespace as the capture socket.
+	if c.socket {
+		if c.rc, err = c.file.SyscallConn(); err != nil {
+			c.release()
+			return nil, c.wrap("open", err)
+		}
+	}
+	b := c.bind.Load()
+	// The watcher's netlink sockets are opened now, on this thread, so
+	// they belong to the same network namespace as the capture socket.
 	wctx, cancel := context.WithCancel(ctx)
-	c.addrs, err = startAddrWatcher(wctx, c.ifIndex, c.log)
+	name := cfg.Interface
+	if c.any {
+		name = ""
+	}
+	c.watch, err = startWatcher(wctx, watcherConfig{name: name, ifIndex: b.ifIndex, loopback: b.loopback,
+		rebind: c.rebind, log: c.log})
 	if err != nil {
 		cancel()
-		c.file.Close()
+		c.release()
 		return nil, c.wrap("read local addresses", err)
 	}
 	c.cancel = cancel
 	c.errClosed = fmt.Errorf("capture: read on %q: %w", cfg.Interface, net.ErrClosed)
-	c.rc, err = c.file.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, c.wrap("open", err)
-	}
-	c.buf = make([]byte, frameBufSize)
-	c.iov.Base = &c.buf[0]
-	c.iov.SetLen(len(c.buf))
-	c.msg.Name = (*byte)(unsafe.Pointer(&c.name))
-	c.msg.Iov = &c.iov
-	c.msg.Iovlen = 1
-	c.msg.Control = &c.oob[0]
-	c.readFn = c.recvmsg
 	c.mu.Lock()
 	c.stopAfter = context.AfterFunc(ctx, func() { c.Close() })
 	c.mu.Unlock()
-	c.log.Debug("capture: open", "interface", cfg.Interface, "ifindex", c.ifIndex,
-		"mode", cfg.Mode, "link_type", c.linkType, "link_header_len", c.hdrLen,
-		"knock_port", cfg.KnockPort, "syn", cfg.SYN)
+	c.log.Debug("capture: open", "interface", cfg.Interface, "ifindex", b.ifIndex,
+		"mode", cfg.Mode, "link_type", b.linkType, "link_header_len", b.hdrLen,
+		"knock_port", cfg.KnockPort)
 	return c, nil
+}
+
+// release frees what Open acquired, after a failed Open or in Close once
+// no Read is running.
+func (c *Conn) release() error {
+	var errs []error
+	if c.ring.mem != nil {
+		errs = append(errs, unix.Munmap(c.ring.mem))
+		c.ring.mem = nil
+	}
+	for _, fd := range []*int{&c.fd, &c.evfd} {
+		if *fd >= 0 {
+			errs = append(errs, unix.Close(*fd))
+			*fd = -1
+		}
+	}
+	if c.file != nil {
+		errs = append(errs, c.file.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (c *Conn) wrap(op string, err error) error {
 	return fmt.Errorf("capture: %s on interface %q (%s mode): %w", op, c.cfg.Interface, c.cfg.Mode, err)
 }
 
-// openPacket opens the AF_PACKET socket of ModeNetwork and ModeRaw.
+// openPacket opens the AF_PACKET socket and ring of ModeNetwork and
+// ModeRaw.
 func (c *Conn) openPacket() error {
 	typ := unix.SOCK_DGRAM
 	if c.cfg.Mode == ModeRaw {
 		typ = unix.SOCK_RAW
 	}
 	// Protocol 0: the socket receives nothing until bind names a
-	// protocol, so no unfiltered frame can be queued before the filter is
-	// attached. The drain below is there all the same.
-	fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	// protocol, so no unfiltered frame can reach the ring before the
+	// filter is attached.
+	fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket(AF_PACKET): %w", err)
 	}
-	c.file = os.NewFile(uintptr(fd), "capture:"+c.cfg.Interface)
+	c.fd = fd
+	if c.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	c.pfd = [2]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.evfd), Events: unix.POLLIN}}
 
-	var hatype uint16
-	if c.cfg.Interface == AnyInterface {
+	b := &binding{}
+	if c.any {
 		if c.cfg.Mode == ModeRaw {
 			return errors.New(`raw mode cannot capture on "any": its devices have different link headers; use network mode`)
 		}
-		c.linkType = linkTypeAny
+		b.linkType = linkTypeAny
 	} else {
-		if c.ifIndex, hatype, err = ifInfo(fd, c.cfg.Interface); err != nil {
+		if b.ifIndex, b.hatype, err = ifInfo(fd, c.cfg.Interface); err != nil {
 			return err
 		}
-		c.linkType = linkTypeName(hatype)
+		b.linkType, b.loopback = linkTypeName(b.hatype), b.hatype == arphrdLoopback
 	}
-	if c.hdrLen, err = linkHeaderLen(c.cfg.Mode, hatype, c.cfg.LinkHeaderLen); err != nil {
+	if b.hdrLen, err = linkHeaderLen(c.cfg.Mode, b.hatype, c.cfg.LinkHeaderLen); err != nil {
 		return err
 	}
 	switch {
 	case c.cfg.Mode == ModeNetwork:
-		c.hdrHow = "cooked: the kernel removed the link header"
+		b.hdrHow = "cooked: the kernel removed the link header"
 	case c.cfg.LinkHeaderLen >= 0:
-		c.hdrHow = "configured"
+		b.hdrHow = "configured"
 	default:
-		c.hdrHow = "guessed"
+		b.hdrHow = "guessed"
 	}
 
-	// Kernels before 4.20 lack PACKET_IGNORE_OUTGOING; the filter and Read
-	// drop outgoing frames anyway.
+	// Kernels before 4.20 lack PACKET_IGNORE_OUTGOING; the filter drops
+	// outgoing frames anyway.
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-	// Receive times for SYNs (Packet.Time); without them doors fall back
-	// to asking the kernel's socket table.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	if c.cfg.HexDump != nil {
-		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
-			return fmt.Errorf("setsockopt(PACKET_AUXDATA): %w", err)
-		}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return fmt.Errorf("setsockopt(PACKET_VERSION, TPACKET_V3): %w", err)
 	}
-	setRcvBuf(fd, c.log)
-
-	fs := filterSpec{base: 0, extProto: true, port: c.cfg.KnockPort, syn: c.cfg.SYN}
-	if c.cfg.Mode == ModeRaw {
-		fs.base, fs.extProto = uint32(c.hdrLen), false
-		if c.cfg.HexDump != nil {
-			// Diagnosis: find the frames by the network header the kernel
-			// knows, so the dump shows them even when the length is wrong.
-			fs.base, fs.extProto = skfNetOff, true
-		}
+	req := unix.TpacketReq3{
+		Block_size:     ringBlockSize,
+		Block_nr:       ringBlocks,
+		Frame_size:     ringFrameSize,
+		Frame_nr:       ringBlockSize / ringFrameSize * ringBlocks,
+		Retire_blk_tov: ringRetire,
 	}
-	if err := attachFilter(fd, fs); err != nil {
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return fmt.Errorf("setsockopt(PACKET_RX_RING): %w", err)
+	}
+	c.ring.mem, err = unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap of the packet ring: %w", err)
+	}
+	if err := attachFilter(fd, c.filterSpec(b)); err != nil {
 		return err
 	}
-	drainSocket(fd)
-	sll := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: c.ifIndex}
-	if err := unix.Bind(fd, sll); err != nil {
+	c.bind.Store(b)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: b.ifIndex}); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
 	return nil
 }
 
-// ifInfo returns the index and ARPHRD type of a device of the calling
-// thread's network namespace.
+// filterSpec is the kernel filter for binding b.
+func (c *Conn) filterSpec(b *binding) filterSpec {
+	fs := filterSpec{base: 0, extProto: true, port: c.cfg.KnockPort}
+	switch {
+	case c.socket:
+		fs.socket = true
+	case c.cfg.Mode == ModeRaw && c.cfg.HexDump != nil:
+		// Diagnosis: find the frames by the network header the kernel
+		// knows, so the dump shows them even when the length is wrong.
+		fs.base = skfNetOff
+	case c.cfg.Mode == ModeRaw:
+		fs.base, fs.extProto = uint32(b.hdrLen), false
+	}
+	return fs
+}
+
+// rebind follows the named device to its new index after it was
+// re-created, and returns whether it is a loopback device. The watcher
+// calls it; Read may run meanwhile and sees the new binding atomically.
+func (c *Conn) rebind() (ifIndex int, loopback bool, err error) {
+	// Close stops the watcher before it closes the socket, so the socket
+	// is open here.
+	control := func(f func(fd uintptr)) error { f(uintptr(c.fd)); return nil }
+	if c.socket {
+		control = c.rc.Control
+	}
+	cerr := control(func(fd uintptr) {
+		old := c.bind.Load()
+		nb := *old
+		if nb.ifIndex, nb.hatype, err = ifInfo(int(fd), c.cfg.Interface); err != nil {
+			return
+		}
+		nb.linkType, nb.loopback = linkTypeName(nb.hatype), nb.hatype == arphrdLoopback
+		if c.socket {
+			// SO_BINDTODEVICE resolves the name to the new index.
+			err = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, c.cfg.Interface)
+			if err != nil {
+				err = fmt.Errorf("setsockopt(SO_BINDTODEVICE): %w", err)
+				return
+			}
+			c.bind.Store(&nb)
+			return
+		}
+		if nb.hdrLen, err = linkHeaderLen(c.cfg.Mode, nb.hatype, c.cfg.LinkHeaderLen); err != nil {
+			return
+		}
+		if c.filterSpec(&nb) != c.filterSpec(old) {
+			if err = attachFilter(int(fd), c.filterSpec(&nb)); err != nil {
+				return
+			}
+		}
+		if err = unix.Bind(int(fd), &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: nb.ifIndex}); err != nil {
+			err = fmt.Errorf("bind: %w", err)
+			return
+		}
+		c.bind.Store(&nb)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, false, c.wrap("follow the re-created interface", err)
+	}
+	b := c.bind.Load()
+	return b.ifIndex, b.loopback, nil
+}
+
+// ifInfo returns the index and ARPHRD type of a device of the socket's
+// network namespace.
 func ifInfo(fd int, name string) (int, uint16, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -218,17 +381,7 @@ func ifInfo(fd int, name string) (int, uint16, error) {
 	return idx, ifr.Uint16(), nil // ifr_hwaddr.sa_family holds dev->type
 }
 
-// setRcvBuf asks for a large receive buffer, beyond rmem_max when allowed.
-func setRcvBuf(fd int, log *slog.Logger) {
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufSize) == nil {
-		return
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBufSize); err != nil {
-		log.Warn("capture: cannot set the receive buffer size", "err", err)
-	}
-}
-
-// attachFilter builds and attaches the socket filter.
+// attachFilter builds and attaches (or replaces) the socket filter.
 func attachFilter(fd int, fs filterSpec) error {
 	raw, err := buildFilter(fs)
 	if err != nil {
@@ -245,16 +398,6 @@ func attachFilter(fd int, fs filterSpec) error {
 	return nil
 }
 
-// drainSocket discards whatever was queued before the filter was attached.
-func drainSocket(fd int) {
-	var b [1]byte
-	for range 1 << 16 {
-		if _, _, err := unix.Recvfrom(fd, b[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil {
-			return
-		}
-	}
-}
-
 // htons converts a 16-bit value between host and network byte order.
 func htons(v uint16) uint16 {
 	var b [2]byte
@@ -262,129 +405,197 @@ func htons(v uint16) uint16 {
 	return binary.BigEndian.Uint16(b[:])
 }
 
-// recvmsg is the RawConn read callback: one recvmsg into the Conn's buffers.
-// It reports false (wait for readability) on EAGAIN.
-func (c *Conn) recvmsg(fd uintptr) bool {
-	for {
-		c.msg.Namelen = uint32(unsafe.Sizeof(c.name))
-		c.msg.SetControllen(len(c.oob))
-		c.msg.Flags = 0
-		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), 0)
-		switch errno {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		c.rn, c.rerr = int(n), errno
-		return true
-	}
-}
-
-// Read blocks until a packet arrives. It returns nil and fills p for a
-// candidate packet; for a packet it saw and dropped it returns one of
-// ErrTruncated, ErrIPOptions, ErrFragment, ErrNotLocal or ErrNotCandidate.
-// Any other error is fatal; after Close it wraps net.ErrClosed.
-// p.Payload aliases the Conn's buffer until the next Read. Read does not
-// allocate (unless Config.HexDump is set).
+// Read blocks until a knock candidate arrives. It returns nil and fills p
+// for a candidate; for a packet it saw and dropped it returns one of
+// ErrTruncated, ErrIPOptions, ErrFragment, ErrChecksum, ErrMartian,
+// ErrNotLocal or ErrNotCandidate. The watched interface going down, coming
+// back, changing addresses or being re-created is not an error: Read
+// keeps waiting and the Conn logs what happened. Any other error is fatal;
+// after Close it wraps net.ErrClosed. p.Payload is valid until the next
+// Read. Read does not allocate (unless Config.HexDump is set).
 func (c *Conn) Read(p *Packet) error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	failures := 0
 	for {
 		if c.closed.Load() {
 			return c.errClosed
 		}
-		if err := c.rc.Read(c.readFn); err != nil {
-			if c.closed.Load() || errors.Is(err, os.ErrClosed) {
-				return c.errClosed
-			}
-			return c.wrap("read", err)
+		var (
+			skip bool
+			err  error
+		)
+		if c.socket {
+			skip, err = c.readSocket(p)
+		} else {
+			skip, err = c.readRing(p)
 		}
-		if c.rerr != 0 {
+		werr, wait := err.(*waitError) // not errors.As: that allocates
+		switch {
+		case wait:
+			// Waiting failed: an error report of the socket, or the device
+			// going away under it. Retry for a while before calling the
+			// failure real.
 			if c.closed.Load() {
 				return c.errClosed
 			}
-			return c.wrap("recvmsg", c.rerr)
-		}
-		frame := c.buf[:c.rn]
-		var (
-			err  error
-			skip bool
-		)
-		if c.socket {
-			err = c.readSocket(p, frame)
-		} else {
-			skip, err = c.readPacket(p, frame)
-		}
-		if !skip {
+			if failures++; failures > waitRetries {
+				return c.wrap("read", werr.err)
+			}
+			if failures == 1 {
+				c.log.Warn("capture: waiting for packets failed, retrying", "interface", c.cfg.Interface, "err", werr.err)
+			}
+			time.Sleep(waitBackoff)
+		case skip:
+		default:
 			return err
 		}
 	}
 }
 
-// readPacket handles one frame of ModeNetwork or ModeRaw. skip means the
-// frame is not to be reported at all (the host's own outgoing frames).
-func (c *Conn) readPacket(p *Packet, frame []byte) (skip bool, err error) {
-	sll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&c.name))
-	if sll.Pkttype == unix.PACKET_OUTGOING {
+// waitError is a failure to wait for or receive packets, which Read retries.
+type waitError struct{ err error }
+
+func (e *waitError) Error() string { return e.err.Error() }
+
+// readRing takes the next frame from the ring, waiting for a block when
+// none is ready. skip means the frame is not to be reported at all.
+func (c *Conn) readRing(p *Packet) (skip bool, err error) {
+	r := &c.ring
+	if !r.open {
+		if !r.ready() {
+			busy := c.batch >= busyFrames
+			c.batch = 0
+			if err := c.waitRing(busy); err != nil {
+				return false, err
+			}
+			return true, nil // the block is ready: walk it on the next turn
+		}
+		r.walk.reset(r.mem[r.cur*ringBlockSize : (r.cur+1)*ringBlockSize])
+		r.open = true
+	}
+	var f ringFrame
+	ok, bad := r.walk.next(&f)
+	if bad && !c.badWarn {
+		c.badWarn = true
+		c.log.Warn("capture: malformed block in the packet ring; its remaining frames are lost", "interface", c.cfg.Interface)
+	}
+	if !ok {
+		// The payload handed out last was copied, so the block can go
+		// back to the kernel now.
+		r.release()
 		return true, nil
 	}
-	if c.cfg.HexDump != nil {
-		c.dump(frame, sll)
+	c.batch++
+	return c.frame(p, &f)
+}
+
+// waitRing blocks until the ring's current block is handed over or Close
+// is called; when busy, it first pauses busyPauseMS. An error report of
+// the socket (the device went down) wakes it too: reading SO_ERROR clears
+// it.
+func (c *Conn) waitRing(busy bool) error {
+	if busy {
+		// Only Close ends the pause early.
+		if _, err := unix.Poll(c.pfd[1:], busyPauseMS); err == nil && c.pfd[1].Revents != 0 {
+			return c.errClosed
+		}
 	}
-	if c.msg.Flags&unix.MSG_TRUNC != 0 {
+	for !c.ring.ready() {
+		_, err := unix.Poll(c.pfd[:], -1)
+		switch {
+		case c.closed.Load() || c.pfd[1].Revents != 0:
+			return c.errClosed
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return &waitError{fmt.Errorf("poll: %w", err)}
+		}
+		if ev := c.pfd[0].Revents; ev&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			errno, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				return &waitError{fmt.Errorf("getsockopt(SO_ERROR): %w", err)}
+			case errno != 0:
+				c.log.Debug("capture: socket error while waiting", "interface", c.cfg.Interface, "err", syscall.Errno(errno))
+			default:
+				// Not an error report that reading clears: do not spin on it.
+				return &waitError{fmt.Errorf("poll: events %#x on the packet socket", ev)}
+			}
+		}
+	}
+	return nil
+}
+
+// frame handles one frame of the ring.
+func (c *Conn) frame(p *Packet, f *ringFrame) (skip bool, err error) {
+	if f.pktType != packetHost {
+		return true, nil // the filter passes none; the host's own frames above all
+	}
+	b := c.bind.Load()
+	if c.cfg.HexDump != nil {
+		c.dump(f, b)
+	}
+	if uint32(len(f.data)) < f.wireLen {
 		return false, ErrTruncated
 	}
-	proto := htons(sll.Protocol)
+	proto := f.proto
 	if c.cfg.Mode == ModeRaw {
 		proto = 0 // the version nibble decides, as behind any guessed header
 	}
-	pk, err := decode(frame, c.hdrLen, proto)
+	pk, err := decode(f.data, b.hdrLen, proto, f.status, c.cfg.KnockPort)
 	if err != nil {
 		return false, err
 	}
-	if !isCandidate(&pk, c.cfg.KnockPort, c.cfg.SYN) {
-		return false, ErrNotCandidate
+	pk.IfIndex = int(f.ifIndex)
+	arrivedLo := b.loopback || (c.any && f.hatype == arphrdLoopback)
+	if err := c.checkAddrs(&pk, arrivedLo, b.loopback); err != nil {
+		return false, err
 	}
-	if !c.addrs.isLocal(pk.Dst) {
-		return false, ErrNotLocal
-	}
-	pk.IfIndex = int(sll.Ifindex)
-	if pk.Proto == ProtoTCP {
-		pk.Time = c.rxTime()
-	}
-	*p = pk
+	c.deliver(p, &pk)
 	return false, nil
 }
 
-// rxTime returns the kernel receive time from the last recvmsg's control
-// messages, or zero.
-func (c *Conn) rxTime() time.Time {
-	var t time.Time
-	forEachCmsg(c.oob[:c.msg.Controllen], func(level, typ int32, data []byte) {
-		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
-			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
-			t = time.Unix(ts.Unix())
-		}
-	})
-	return t
+// checkAddrs applies the address rules that depend on the device: a
+// loopback source only over a loopback device; nothing that came over a
+// loopback device counts unless the admin named that device (watchedLo);
+// and the destination must be an own address of the watched interface
+// (CLASSIC-4.4).
+func (c *Conn) checkAddrs(pk *Packet, arrivedLo, watchedLo bool) error {
+	if pk.Src.IsLoopback() && !arrivedLo {
+		return ErrMartian
+	}
+	if c.cfg.AcceptForeign {
+		return nil
+	}
+	if arrivedLo && !watchedLo {
+		return ErrNotLocal
+	}
+	if !c.watch.isLocal(pk.Dst) {
+		return ErrNotLocal
+	}
+	return nil
+}
+
+// deliver copies pk's payload into the Conn's buffer, so that it never
+// aliases the ring (which Close unmaps), and hands pk out.
+func (c *Conn) deliver(p *Packet, pk *Packet) {
+	n := copy(c.payload[:], pk.Payload)
+	pk.Payload = c.payload[:n:n]
+	*p = *pk
 }
 
 // dump writes the hex dump of one captured frame.
-func (c *Conn) dump(frame []byte, sll *unix.RawSockaddrLinklayer) {
-	d := dumpInfo{ifIndex: int(sll.Ifindex), linkType: linkTypeName(sll.Hatype),
-		hdrLen: c.hdrLen, hdrHow: c.hdrHow, vlan: -1}
+func (c *Conn) dump(f *ringFrame, b *binding) {
+	d := dumpInfo{ifIndex: int(f.ifIndex), linkType: linkTypeName(f.hatype),
+		hdrLen: b.hdrLen, hdrHow: b.hdrHow, vlan: -1}
 	if c.cfg.Mode == ModeNetwork {
 		d.linkType += " (cooked)"
 	}
-	forEachCmsg(c.oob[:c.msg.Controllen], func(level, typ int32, data []byte) {
-		if level != unix.SOL_PACKET || typ != unix.PACKET_AUXDATA || len(data) < int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
-			return
-		}
-		aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&data[0]))
-		if aux.Status&tpStatusVLANValid != 0 {
-			d.vlan = int(aux.Vlan_tci & 0x0fff)
-		}
-	})
-	writeHexDump(c.cfg.HexDump, d, frame)
+	if f.status&tpStatusVLANValid != 0 {
+		d.vlan = int(f.vlanTCI & 0x0fff)
+	}
+	writeHexDump(c.cfg.HexDump, d, f.data)
 }
 
 // forEachCmsg walks the control messages of a recvmsg without allocating.
@@ -416,17 +627,25 @@ func (c *Conn) Close() error {
 		if stop != nil {
 			stop()
 		}
-		c.closeErr = c.file.Close()
 		c.cancel()
-		<-c.addrs.done
+		<-c.watch.done // no rebind from now on
+		// Wake a waiting Read, then wait until it has left the ring.
+		if c.socket {
+			c.file.SetReadDeadline(time.Now()) // wakes the runtime poller
+		} else {
+			unix.Write(c.evfd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		}
+		c.readMu.Lock()
+		c.closeErr = c.release()
+		c.readMu.Unlock()
 	})
 	return c.closeErr
 }
 
 // LinkType names the capture device's link type, e.g. "ethernet",
 // "none (raw IP)", "loopback", "ppp" or "any (cooked)".
-func (c *Conn) LinkType() string { return c.linkType }
+func (c *Conn) LinkType() string { return c.bind.Load().linkType }
 
 // LinkHeaderLen is the link-header length skipped: 0 in ModeNetwork and
 // ModeSocket.
-func (c *Conn) LinkHeaderLen() int { return c.hdrLen }
+func (c *Conn) LinkHeaderLen() int { return c.bind.Load().hdrLen }

@@ -1,7 +1,9 @@
 // Package capture receives knock candidates for the doorman daemon: UDP
-// datagrams to the knock port and, for door tracking, TCP SYNs. It is pure
-// Go on Linux (AF_PACKET sockets and classic BPF via golang.org/x/sys/unix
-// and golang.org/x/net/bpf); other systems get stubs whose Open fails.
+// datagrams to the knock port whose payload may be a knock. It is pure Go
+// on Linux (AF_PACKET sockets with a TPACKET_V3 ring, classic BPF via
+// golang.org/x/sys/unix and golang.org/x/net/bpf); other systems get stubs
+// whose Open fails. It delivers no TCP segments: doors learn their SYN
+// from the firewall.
 //
 // # Modes
 //
@@ -25,11 +27,68 @@
 // ModeSocket binds a plain UDP socket to the knock port (dual-stack IPv6,
 // SO_BINDTODEVICE unless the interface is "any") and learns each
 // datagram's destination from IPV6_PKTINFO / IP_PKTINFO. It needs no
-// CAP_NET_RAW, but the kernel reassembles fragments and hides IP options
-// (so ErrFragment and ErrIPOptions are never reported), a closed-port
-// firewall that drops the knock before the socket also hides it, and it
-// cannot see TCP SYNs: Config.SYN is refused, and door tracking must rely
-// on the firewall (e.g. conntrack) or sock_diag.
+// CAP_NET_RAW, but the kernel reassembles fragments (so ErrFragment is
+// never reported), verifies checksums itself, and a closed-port firewall
+// that drops the knock before the socket also hides it. The kernel filter
+// below is attached to the UDP socket too.
+//
+// # Receive path
+//
+// ModeNetwork and ModeRaw receive through a memory-mapped TPACKET_V3 ring
+// of 256 blocks of 16 KiB. The kernel hands a block over when it is full
+// or after a retire timeout of 1 ms, so an idle knock waits about a
+// millisecond. Read walks every frame of every block handed over before
+// it waits again, without a system call per packet. It waits in poll(2)
+// itself, outside the runtime's poller, so that blocks handed over while
+// it is busy wake nobody; when a wakeup brought many frames it first
+// pauses 8 ms, so that under a flood it wakes about 125 times a second
+// whatever the rate (a knock during a flood waits up to the pause
+// longer). Close wakes it through an eventfd. Read does not allocate: it
+// copies the payload (at most a few hundred bytes) into a buffer of the
+// Conn, so that the ring can be handed back, and unmapped by Close, while
+// the caller still looks at the last packet.
+//
+// # Filtering
+//
+// A classic BPF program is attached before the socket is bound (the
+// socket is created with protocol 0, so nothing reaches the ring before
+// bind). It is a prefilter: it passes a frame only when it is addressed to
+// this host (PACKET_HOST), is IPv4 without options and not a fragment or
+// IPv6 without extension headers (CLASSIC-4.3), holds a UDP datagram to
+// the knock port, and the payload's first byte and length may be a knock:
+// a digit and MinClassicLen to MaxClassicLen+1 bytes, or
+// protocol.ModernMagic and MinModernLen to MaxModernLen bytes (CLASSIC-2.3,
+// 2.6). What it drops never reaches user space and is not counted.
+//
+// Read decodes what passes and reports drops by reason with sentinel
+// errors: malformed headers (ErrTruncated), a bad IPv4 header or UDP
+// checksum (ErrChecksum; skipped for the UDP checksum when the frame's
+// tp_status says it is verified or not computed yet, as for the host's own
+// and veth traffic; an IPv4 UDP checksum of 0 means none, an IPv6 one is
+// invalid), addresses no packet can carry (ErrMartian: IPv4-mapped or
+// -compatible addresses in an IPv6 header, which are never unmapped, and
+// unspecified, multicast, broadcast or off-loopback loopback sources) and
+// destinations that are not own addresses (ErrNotLocal, CLASSIC-4.4).
+//
+// # Own addresses
+//
+// A knock counts only when its destination is an own address of the
+// watched interface. With "any" that is every address of the network
+// namespace except loopback addresses (127.0.0.0/8, ::1), and nothing that
+// came over a loopback device counts, so the host cannot knock for itself.
+// Knocks to 127.0.0.1 or ::1 count only when the admin names the loopback
+// device. Broadcast, multicast and other devices' addresses never count.
+// Config.AcceptForeign turns this check off for the conformance suite's
+// mutants.
+//
+// # Interface changes
+//
+// A watcher follows the interface over netlink (and re-reads it every 30
+// s): it keeps the own addresses current, logs the device going down,
+// coming up, going away and coming back, and when the device is re-created
+// under the same name (a new ifindex) it re-binds the capture socket to it
+// (SO_BINDTODEVICE again in ModeSocket). None of this is an error for
+// Read.
 //
 // # Link types
 //
@@ -37,35 +96,17 @@
 //   - 802.1Q-tagged frames: the kernel moves the tag into the skb before
 //     packet sockets see the frame (skb_vlan_untag), so ModeNetwork sees
 //     plain IP and ModeRaw still sees a 14-byte header. libpcap puts the
-//     tag back from PACKET_AUXDATA, which is why the original needed
-//     link-header-length 18 for tagged knocks (and then missed untagged
-//     ones); this package does not reinsert it, and the hex dump says
-//     "802.1Q vlan N tag removed by the kernel". Double-tagged (QinQ)
-//     frames keep the inner tag in the data: use ModeNetwork.
+//     tag back, which is why the original needed link-header-length 18 for
+//     tagged knocks (and then missed untagged ones); this package does not
+//     reinsert it, and the hex dump says "802.1Q vlan N tag removed by the
+//     kernel". Double-tagged (QinQ) frames keep the inner tag in the data:
+//     use ModeNetwork.
 //   - Loopback: Ethernet-like, header 14; every packet passes the packet
 //     tap twice (outgoing and incoming): outgoing frames are dropped by
-//     PACKET_IGNORE_OUTGOING, by the filter and by Read.
+//     PACKET_IGNORE_OUTGOING and by the filter.
 //   - tun (ARPHRD_NONE), raw IP, ipip/sit tunnels and PPP: no link header
 //     (0). PPP over Ethernet: capture on the ppp device, not on the
 //     Ethernet device carrying the sessions.
-//   - "any": all devices of the network namespace; ModeNetwork only, as
-//     their link headers differ. The destination check then accepts any
-//     address of the namespace.
-//
-// # Filtering
-//
-// A classic BPF program is attached before the socket is bound (the
-// socket is created with protocol 0, so nothing is queued before bind,
-// and it is drained anyway). It passes UDP to the knock port over IPv4
-// (also with IP options) and IPv6 (also behind one hop-by-hop, routing or
-// destination-options header), IPv4 non-first fragments and IPv6 UDP
-// fragments (their port cannot be seen, and the daemon counts them), and
-// with Config.SYN TCP segments with SYN set and ACK clear. Read decodes
-// what passes and reports drops by reason with sentinel errors, and checks
-// the destination against the device's own addresses, which netlink
-// notifications (and a periodic refresh) keep current.
-//
-// Read does not allocate per packet: it receives with recvmsg into buffers
-// owned by the Conn through the runtime poller, which also lets Close
-// unblock it.
+//   - "any": all devices of the network namespace; ModeNetwork and
+//     ModeSocket only, as their link headers differ.
 package capture

@@ -31,13 +31,13 @@ func l4(src, dst netip.Addr, proto uint8, sport, dport uint16, tcpFlags uint8, p
 	var b []byte
 	csumOff := 0
 	switch proto {
-	case ProtoUDP:
+	case protoUDP:
 		b = make([]byte, udpHeaderLen+len(payload))
 		binary.BigEndian.PutUint16(b[4:], uint16(len(b)))
 		copy(b[udpHeaderLen:], payload)
 		csumOff = 6
-	case ProtoTCP:
-		b = make([]byte, tcpMinHeaderLen)
+	case protoTCP:
+		b = make([]byte, 20)
 		binary.BigEndian.PutUint32(b[4:], 0x01020304) // seq
 		b[12] = 5 << 4
 		b[13] = tcpFlags
@@ -53,7 +53,7 @@ func l4(src, dst netip.Addr, proto uint8, sport, dport uint16, tcpFlags uint8, p
 	sum := checksum(checksum(0, s), d)
 	sum += uint32(proto) + uint32(len(b))
 	c := fold(checksum(sum, b))
-	if c == 0 && proto == ProtoUDP {
+	if c == 0 && proto == protoUDP {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(b[csumOff:], c)
@@ -97,19 +97,19 @@ func ipv6(src, dst netip.Addr, next uint8, ext, payload []byte) []byte {
 
 // udp4 and udp6 build complete UDP packets.
 func udp4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	return ipv4(src, dst, ProtoUDP, 0, nil, l4(src, dst, ProtoUDP, sport, dport, 0, payload))
+	return ipv4(src, dst, protoUDP, 0, nil, l4(src, dst, protoUDP, sport, dport, 0, payload))
 }
 
 func udp6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	return ipv6(src, dst, ProtoUDP, nil, l4(src, dst, ProtoUDP, sport, dport, 0, payload))
+	return ipv6(src, dst, protoUDP, nil, l4(src, dst, protoUDP, sport, dport, 0, payload))
 }
 
 func tcp4(src, dst netip.Addr, sport, dport uint16, flags uint8) []byte {
-	return ipv4(src, dst, ProtoTCP, 0, nil, l4(src, dst, ProtoTCP, sport, dport, flags, nil))
+	return ipv4(src, dst, protoTCP, 0, nil, l4(src, dst, protoTCP, sport, dport, flags, nil))
 }
 
 func tcp6(src, dst netip.Addr, sport, dport uint16, flags uint8) []byte {
-	return ipv6(src, dst, ProtoTCP, nil, l4(src, dst, ProtoTCP, sport, dport, flags, nil))
+	return ipv6(src, dst, protoTCP, nil, l4(src, dst, protoTCP, sport, dport, flags, nil))
 }
 
 // ether prepends an Ethernet header, with an 802.1Q tag when vlan >= 0,
@@ -136,6 +136,24 @@ var (
 	testDst6  = netip.MustParseAddr("2001:db8::2")
 	testKnock = []byte("2222 alice 1900216097 6e5df0a5edc4d12ba369070be523e0d2")
 )
+
+// TCP flags for test segments.
+const (
+	tcpFlagSYN = 0x02
+	tcpFlagACK = 0x10
+)
+
+// withUDPChecksum returns a copy of an IPv4 or IPv6 UDP packet (no options
+// or extension headers) with its UDP checksum field set to sum.
+func withUDPChecksum(pkt []byte, sum uint16) []byte {
+	b := append([]byte{}, pkt...)
+	off := ipv4MinHeaderLen
+	if b[0]>>4 == 6 {
+		off = ipv6HeaderLen
+	}
+	binary.BigEndian.PutUint16(b[off+6:], sum)
+	return b
+}
 
 // netipMapped returns the IPv4-mapped IPv6 form of a.
 func netipMapped(a netip.Addr) netip.Addr { return netip.AddrFrom16(a.As16()) }
