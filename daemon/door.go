@@ -71,9 +71,6 @@ const (
 	// through its door when its handshake completed: the SYN, the ACK, and
 	// its data, FIN or RST.
 	completedPackets = 3
-	// invisibleAfter is how long after its claim a door whose connection
-	// the kernel's table does not show asks the firewall for its packets.
-	invisibleAfter = 20 * time.Millisecond
 )
 
 // doorKey identifies where a door's SYN comes from and goes to.
@@ -96,8 +93,9 @@ type door struct {
 	state     DoorState
 	srcPort   uint16
 	claimedAt time.Time
-	sawConn   bool // the kernel's table showed the connection since the claim
-	counted   bool // its packets were asked for while it was invisible
+	sawConn   bool      // the kernel's table showed the connection since the claim
+	nextCount time.Time // when to ask again for its packets while it is invisible
+	countGap  time.Duration
 
 	due     time.Time // the door's next timer; zero = none
 	heapIdx int       // index in the timer heap, -1 = not in it
@@ -332,7 +330,7 @@ func (l *doorLoop) claim(c firewall.Claim) {
 			l.firewallFailed(d, "claim", err)
 			return
 		}
-		d.state, d.claimedAt, d.sawConn, d.counted = DoorNarrow, e.now(), false, false
+		d.state, d.claimedAt, d.sawConn, d.nextCount, d.countGap = DoorNarrow, e.now(), false, time.Time{}, 0
 		e.counters.add(ReasonSYN)
 		l.event(d, DoorNarrow, CloseNone)
 		l.schedule(d, time.Now().Add(time.Millisecond))
@@ -371,15 +369,17 @@ func (l *doorLoop) checkHandshake(d *door, now time.Time) {
 	}
 	deadline := d.claimedAt.Add(d.settings.Delay1)
 	if now.Before(deadline) && !(st == ConnNone && d.sawConn) {
-		// Invisible a while after the claim: a connection may have come
-		// and gone between two looks. Its packets tell, once (reading
-		// them is not cheap); otherwise wait for the handshake.
-		if st == ConnNone && !d.counted && now.Sub(d.claimedAt) >= invisibleAfter {
-			d.counted = true
+		// Invisible: a connection may have come and gone between two
+		// looks (the door must then end at once, and free its key for a
+		// door queued behind it). Its packets tell; they are asked for at
+		// growing intervals, since reading them is not cheap.
+		if st == ConnNone && !now.Before(d.nextCount) {
 			if n, err := l.packets(d); err == nil && n >= completedPackets {
 				l.close(d, CloseConnectionEnded)
 				return
 			}
+			d.countGap = max(2*d.countGap, handshakePoll)
+			d.nextCount = now.Add(d.countGap)
 		}
 		l.schedule(d, now.Add(handshakePoll))
 		return
