@@ -477,6 +477,9 @@ func abandon(b backend) {
 		b.mu.Unlock()
 		close(stop)
 		<-done
+		if b.nft != nil {
+			b.nft.CloseLasting()
+		}
 		b.doors.abandon()
 	case *Script:
 		b.mu.Lock()

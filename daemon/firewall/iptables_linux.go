@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
 // iptWaitSeconds bounds how long one iptables call waits for the xtables lock.
@@ -21,9 +23,14 @@ const iptWaitSeconds = 5
 // INPUT (each Start adds one; a crash loop could leave several).
 const maxLeftoverJumps = 64
 
-// iptWatchEvery is how often the backend checks that its chain and jump are
-// still in place (each check runs iptables twice per family).
-const iptWatchEvery = 2 * time.Second
+// How often the backend checks that its chain and jump are still in
+// place: every second where iptables is iptables-nft (the check reads the
+// kernel's tables over netlink, cheaply), every two seconds with legacy
+// iptables (the check runs iptables twice per family).
+const (
+	iptWatchNFT    = time.Second
+	iptWatchLegacy = 2 * time.Second
+)
 
 // IPTables is the backend for hosts whose firewall is iptables (or
 // iptables-nft): the doors themselves live in doorman's nftables table
@@ -50,12 +57,17 @@ type IPTables struct {
 	stop    chan struct{}
 	done    chan struct{}
 	notify  Notify
+	nft     *nftables.Conn // lasting, in Start's namespace: reads iptables-nft's tables
 }
 
 // iptFamily is one of iptables / ip6tables.
 type iptFamily struct {
 	name string
 	ipt  *iptables.IPTables
+	fam  nftables.TableFamily
+	// viaNFT: this iptables is iptables-nft, so its rules can be read
+	// over netlink (set by Start when it finds the chain it made there).
+	viaNFT bool
 }
 
 // NewIPTables returns an unstarted iptables backend.
@@ -95,7 +107,7 @@ func (b *IPTables) Start(ctx context.Context, notify Notify) error {
 		name := []string{"iptables", "ip6tables"}[i]
 		ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(iptWaitSeconds))
 		if err == nil {
-			f := &iptFamily{name: name, ipt: ipt}
+			f := &iptFamily{name: name, ipt: ipt, fam: []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6}[i]}
 			if err = b.startFamily(f); err == nil {
 				fams[i] = f
 				continue
@@ -117,9 +129,24 @@ func (b *IPTables) Start(ctx context.Context, notify Notify) error {
 		return fmt.Errorf("%s: start: %w", iptBackend, err)
 	}
 	b.fams, b.ns, b.notify = fams, ns, notify
+	every := iptWatchLegacy
+	if conn, err := nftables.New(nftables.AsLasting()); err == nil {
+		b.nft = conn
+		nftAll := true
+		for _, f := range fams {
+			if f != nil {
+				ok, err := b.intactNFT(f)
+				f.viaNFT = err == nil && ok
+				nftAll = nftAll && f.viaNFT
+			}
+		}
+		if nftAll {
+			every = iptWatchNFT
+		}
+	}
 	b.stop, b.done = make(chan struct{}), make(chan struct{})
 	b.started = true
-	go b.routineWatch(b.stop, b.done)
+	go b.routineWatch(b.stop, b.done, every)
 	return nil
 }
 
@@ -184,10 +211,33 @@ func (b *IPTables) intact(f *iptFamily) (bool, error) {
 	return f.ipt.Exists("filter", b.cfg.Chain, b.acceptSpec()...)
 }
 
+// intactNFT is intact for iptables-nft, read over netlink: INPUT of table
+// filter jumps to the chain, and the chain holds a rule.
+func (b *IPTables) intactNFT(f *iptFamily) (bool, error) {
+	t := &nftables.Table{Name: "filter", Family: f.fam}
+	input, err := b.nft.GetRules(t, &nftables.Chain{Name: "INPUT", Table: t})
+	if err != nil {
+		return false, err
+	}
+	jump := false
+	for _, r := range input {
+		for _, e := range r.Exprs {
+			if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == b.cfg.Chain {
+				jump = true
+			}
+		}
+	}
+	if !jump {
+		return false, nil
+	}
+	own, err := b.nft.GetRules(t, &nftables.Chain{Name: b.cfg.Chain, Table: t})
+	return err == nil && len(own) > 0, nil
+}
+
 // routineWatch puts the chain and jump back when they disappear.
-func (b *IPTables) routineWatch(stop, done chan struct{}) {
+func (b *IPTables) routineWatch(stop, done chan struct{}, every time.Duration) {
 	defer close(done)
-	t := time.NewTicker(iptWatchEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -203,7 +253,13 @@ func (b *IPTables) routineWatch(stop, done chan struct{}) {
 				continue
 			}
 			var ok bool
-			err := ns.do(func() (err error) { ok, err = b.intact(f); return err })
+			var err error
+			if f.viaNFT {
+				// A missing table or chain reads as an error: not intact.
+				ok, _ = b.intactNFT(f)
+			} else {
+				err = ns.do(func() (err error) { ok, err = b.intact(f); return err })
+			}
 			if err != nil || ok {
 				if err != nil {
 					notify.fault(Fault{Op: "check " + f.name + " chain " + b.cfg.Chain, Err: err})
@@ -252,6 +308,10 @@ func (b *IPTables) Close(ctx context.Context) error {
 	}
 	errs = append(errs, b.doors.Close(ctx))
 	b.ns.close()
+	if b.nft != nil {
+		b.nft.CloseLasting()
+		b.nft = nil
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%s: close: %w", iptBackend, err)
 	}
