@@ -2,22 +2,43 @@
 
 // Command mutantd is doormand with one defect planted, for checking that
 // the conformance suite notices it. It reuses the real engine, capture and
-// firewall and breaks one thing by wrapping a seam:
+// firewall and breaks one thing by wrapping or replacing a seam:
 //
-//	-mutant replay       the replay store admits every digest (CLASSIC-5.1)
-//	-mutant mac          the hmac of every parsed knock is replaced by the
-//	                     right one before the engine sees it (CLASSIC-4.1)
-//	-mutant never-close  firewall deletes are ignored while running (CLASSIC-6.3, 6.6)
+//	-mutant replay           the replay store admits every digest (CLASSIC-5.1)
+//	-mutant mac              the hmac of every parsed knock is replaced by the
+//	                         right one before the engine sees it (CLASSIC-4.1)
+//	-mutant never-close      firewall deletes are ignored while running (CLASSIC-6.3, 6.6)
+//	-mutant late-end         the connection state is read once, at
+//	                         connection-delay-1, and an established connection
+//	                         never ends after that (CLASSIC-6.6/2): a connection
+//	                         shorter than connection-delay-1 still closes its door
+//	-mutant knock-port-open  the nftables table has no drop rule for the knock
+//	                         port (CLASSIC-4.2/2)
+//	-mutant knock-port-reply every datagram to the knock port gets a UDP reply
+//	                         (CLASSIC-4.2)
+//	-mutant no-dst-check     a capture of its own that does not check the
+//	                         destination address (CLASSIC-4.4)
+//	-mutant no-checksum      a capture of its own that does not check checksums
+//	                         (CLASSIC-4.3/2)
+//	-mutant full-admits      a full replay store admits new digests (CLASSIC-5.4/1)
+//	-mutant lenient          leading zeros of the port and bytes after the
+//	                         fourth field are dropped before parsing (CLASSIC-2.1/2)
 //
-// Usage: mutantd -mutant NAME -f doormand.cf (always in debug mode).
+// Usage: mutantd -mutant NAME -f doormand.cf (always in debug mode). It
+// logs "doormand started" once the firewall is in place.
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,7 +51,7 @@ import (
 )
 
 func main() {
-	mutant := flag.String("mutant", "", "replay, mac or never-close")
+	mutant := flag.String("mutant", "", "the defect to plant (see the package documentation)")
 	cfgPath := flag.String("f", "", "doormand.cf")
 	flag.Parse()
 	if err := run(*mutant, *cfgPath); err != nil {
@@ -46,10 +67,70 @@ func (admitAll) Admit([protocol.MACSize]byte, replay.Fingerprint) (time.Time, er
 	return time.Time{}, nil
 }
 
+// fullAdmits admits a new digest when the store is full.
+type fullAdmits struct{ daemon.ReplayStore }
+
+func (f fullAdmits) Admit(mac [protocol.MACSize]byte, fp replay.Fingerprint) (time.Time, error) {
+	t, err := f.ReplayStore.Admit(mac, fp)
+	if errors.Is(err, protocol.ErrReplayFull) {
+		return time.Time{}, nil
+	}
+	return t, err
+}
+
 // keepRules ignores deletes until Close.
 type keepRules struct{ daemon.Firewall }
 
 func (keepRules) Delete(context.Context, firewall.Rule) error { return nil }
+
+// announce logs the ready line once the firewall is in place.
+type announce struct {
+	daemon.Firewall
+	say func()
+}
+
+func (a announce) Start(ctx context.Context) error {
+	if err := a.Firewall.Start(ctx); err != nil {
+		return err
+	}
+	a.say()
+	return nil
+}
+
+// lateEnd reads a connection's state once, when it is connection-delay-1
+// old, and never sees an established connection end.
+type lateEnd struct {
+	daemon.ConnTracker
+	delay1 time.Duration
+
+	mu    sync.Mutex
+	first map[[2]netip.AddrPort]time.Time
+	stuck map[[2]netip.AddrPort]bool
+}
+
+func (l *lateEnd) State(local, remote netip.AddrPort) daemon.ConnState {
+	key := [2]netip.AddrPort{local, remote}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stuck[key] {
+		return daemon.ConnEstablished
+	}
+	t, ok := l.first[key]
+	if !ok {
+		l.first[key] = time.Now()
+		return daemon.ConnHandshake
+	}
+	// The engine's last look comes when its connection-delay-1 timer,
+	// started just before the first, fires: count that one as the look.
+	if time.Since(t) < l.delay1*9/10 {
+		return daemon.ConnHandshake
+	}
+	st := l.ConnTracker.State(local, remote)
+	if st == daemon.ConnEstablished {
+		l.stuck[key] = true
+	}
+	return st
+}
 
 // resign rewrites the hmac of every parsed knock with the guest's secret.
 type resign struct {
@@ -73,6 +154,39 @@ func (r resign) Read(p *capture.Packet) error {
 	return nil
 }
 
+// lenient reads knocks the way 0.81's atoi and token splitting did: a
+// port's leading zeros and anything after the fourth field are ignored.
+type lenient struct{ daemon.PacketSource }
+
+func (l lenient) Read(p *capture.Packet) error {
+	if err := l.PacketSource.Read(p); err != nil {
+		return err
+	}
+	if p.Proto != capture.ProtoUDP {
+		return nil
+	}
+	b := bytes.TrimLeft(p.Payload, "0")
+	if f := bytes.Fields(b); len(f) > 4 {
+		b = bytes.Join(f[:4], []byte(" "))
+	}
+	p.Payload = b
+	return nil
+}
+
+// reply answers every datagram the capture delivers.
+type reply struct {
+	daemon.PacketSource
+	conn *net.UDPConn
+}
+
+func (r reply) Read(p *capture.Packet) error {
+	err := r.PacketSource.Read(p)
+	if err == nil && p.Proto == capture.ProtoUDP {
+		_, _ = r.conn.WriteToUDPAddrPort([]byte("knock received"), netip.AddrPortFrom(p.Src, p.SrcPort))
+	}
+	return err
+}
+
 func run(mutant, cfgPath string) error {
 	svc, guests, err := daemon.LoadService(daemon.ServiceOptions{ConfigPath: cfgPath, Debug: true})
 	if err != nil {
@@ -80,6 +194,7 @@ func run(mutant, cfgPath string) error {
 	}
 	defer svc.Close()
 	cfg := svc.Config()
+	log := svc.Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	defer stop()
 
@@ -91,26 +206,53 @@ func run(mutant, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	var src daemon.PacketSource
-	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
-		KnockPort: cfg.Port, SYN: true, Logger: svc.Logger()})
-	if err != nil {
-		return err
+	openCapture := func() (daemon.PacketSource, error) {
+		return capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
+			KnockPort: cfg.Port, SYN: true, Logger: log})
 	}
-	src = c
-	var store daemon.ReplayStore
-	rs, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize, Logger: svc.Logger()})
+	rs, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
-	store = rs
+	var (
+		store daemon.ReplayStore = rs
+		conns daemon.ConnTracker = daemon.SockDiag{}
+		src   daemon.PacketSource
+	)
+	switch mutant {
+	case "no-dst-check", "no-checksum":
+		src, err = openRawSource(cfg.Interface, cfg.Port, mutant != "no-dst-check", mutant != "no-checksum")
+	default:
+		src, err = openCapture()
+	}
+	if err != nil {
+		return err
+	}
 
 	switch mutant {
 	case "replay":
 		store = admitAll{}
+	case "full-admits":
+		store = fullAdmits{rs}
 	case "never-close":
 		fw = keepRules{fw}
+	case "late-end":
+		conns = &lateEnd{ConnTracker: conns, delay1: cfg.ConnDelay1,
+			first: map[[2]netip.AddrPort]time.Time{}, stuck: map[[2]netip.AddrPort]bool{}}
+	case "knock-port-open":
+		if cfg.Firewall != config.FirewallNftables {
+			return errors.New("knock-port-open needs firewall nftables")
+		}
+		// The backend as doormand builds it, without the knock port.
+		fw = firewall.NewNFTables(firewall.NFTConfig{Table: cfg.NftTable, Mark: cfg.DoorMark, Protect: cfg.Protect, Logger: log})
+	case "knock-port-reply":
+		c, err := net.ListenUDP("udp", &net.UDPAddr{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		src = reply{PacketSource: src, conn: c}
 	case "mac":
 		list, _, err := config.LoadGuestList(cfg.GuestList, false, nil)
 		if err != nil {
@@ -120,13 +262,16 @@ func run(mutant, cfgPath string) error {
 		for _, g := range list {
 			sec[g.Name] = g.Secret
 		}
-		src = resign{PacketSource: c, secrets: sec}
+		src = resign{PacketSource: src, secrets: sec}
+	case "lenient":
+		src = lenient{src}
+	case "no-dst-check", "no-checksum":
 	default:
 		return fmt.Errorf("unknown mutant %q", mutant)
 	}
-	svc.Logger().Info("doormand started", "mutant", mutant)
+	fw = announce{Firewall: fw, say: func() { log.Info("doormand started", "mutant", mutant) }}
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
 		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2, SYNFromCapture: true},
-		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger()})
+		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: conns, Logger: log})
 	return eng.Run(ctx)
 }
