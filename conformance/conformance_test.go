@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,8 +56,10 @@ func TestCaseIDsUniqueAndCited(t *testing.T) {
 		t.Fatalf("spec: %v", err)
 	}
 	ids := map[string]bool{}
+	levels := map[string][]string{}
 	for _, r := range ParseRequirements(string(spec)) {
 		ids[r.ID] = true
+		levels[r.ID] = r.Levels
 	}
 	seen := map[string]bool{}
 	for _, c := range Cases() {
@@ -71,6 +74,9 @@ func TestCaseIDsUniqueAndCited(t *testing.T) {
 		}
 		if c.Target != TargetDaemon && c.Target != TargetClient {
 			t.Errorf("case %s: target %q", c.ID, c.Target)
+		}
+		if !slices.Contains(levels[c.Requirement], c.Level) {
+			t.Errorf("case %s: level %s, but %s says %v", c.ID, c.Level, c.Requirement, levels[c.Requirement])
 		}
 		if c.Description == "" || c.Run == nil {
 			t.Errorf("case %s: no description or no run function", c.ID)

@@ -38,6 +38,32 @@ time=... level=INFO msg=not an event
 	}
 }
 
+// TestReadEvents: events from a file count from where the run started;
+// from stdout ("-") they are picked out of the log lines.
+func TestReadEvents(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(path, []byte("{\"event\":\"ready\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Impl: &Adapter{Events: "{{.WorkDir}}/events.jsonl"}, model: Model{WorkDir: dir}}
+	d := &daemonProc{stdout: &lockedBuffer{}, eventsFrom: int64(len("{\"event\":\"ready\"}\n"))}
+	if evs, err := e.readEvents(d); err != nil || len(evs) != 0 {
+		t.Fatalf("an earlier run's event counted: %v %v", evs, err)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("{\"event\":\"ready\",\"pid\":2}\n")
+	f.Close()
+	if evs, err := e.readEvents(d); err != nil || len(evs) != 1 || evs[0].Fields["pid"] != float64(2) {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	e.Impl.Events = "-"
+	d.stdout.Write([]byte("starting\n{\"event\":\"reload\",\"ok\":true}\n"))
+	if evs, err := e.readEvents(d); err != nil || len(evs) != 1 || evs[0].Name != "reload" {
+		t.Fatalf("stdout events %v %v", evs, err)
+	}
+}
+
 func TestAdapterValidation(t *testing.T) {
 	base := "name = \"x\"\nkind = \"daemon\"\nstart = [\"d\"]\n"
 	for _, c := range []struct{ toml, err string }{
