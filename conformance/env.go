@@ -98,23 +98,29 @@ func (e *Env) rejected(h Host, payload string, port int, why string) error {
 }
 
 // closedAndControl checks that port stays closed for h while a fresh valid
-// knock from another allowed client opens portA for that client, at the
-// same time: the daemon is alive and serving, so the closed port is a
-// refusal (CLASSIC-4.8). Knocks sent just before have had the control's
-// settle time and the closed probe's to take effect.
+// knock from another allowed client opens another port for that client,
+// at the same time: the daemon is alive and serving, so the closed port is
+// a refusal (CLASSIC-4.8). The control uses a port no earlier step of a
+// case knocked for, so that it proves only that the daemon serves. Knocks
+// sent just before have had the control's settle time and the closed
+// probe's to take effect.
 func (e *Env) closedAndControl(h Host, port int, why string) error {
 	other := e.Topo.Client
 	if h == e.Topo.Client {
 		other = e.Topo.Client2
 	}
-	if _, err := e.knock(other, knockFor(portA)); err != nil {
+	cport := portB
+	if port == portB {
+		cport = portA
+	}
+	if _, err := e.knock(other, knockFor(cport)); err != nil {
 		return err
 	}
 	time.Sleep(settle)
 	var closed, control error
 	done := make(chan struct{})
 	go func() { defer close(done); closed = e.expectClosed(h, port, why) }()
-	if err := e.expectOpen(other, portA, "control knock"); err != nil {
+	if err := e.expectOpen(other, cport, "control knock"); err != nil {
 		control = fmt.Errorf("control: %w", err)
 	}
 	<-done

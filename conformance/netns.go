@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -53,6 +54,19 @@ type Topology struct {
 	Client2 Host // second allowed client
 	Foreign Host // not in the guest list
 	lan     string
+
+	// The TCP listeners on the guests' ports live as long as the topology:
+	// binding them again for every run that shares it could meet the
+	// previous run's sockets.
+	lisOnce sync.Once
+	lis     *listeners
+	lisErr  error
+}
+
+// listen starts the server's listeners once.
+func (t *Topology) listen() error {
+	t.lisOnce.Do(func() { t.lis, t.lisErr = listen(t.Server, serverPorts()) })
+	return t.lisErr
 }
 
 // ErrNoPrivilege is returned when namespaces cannot be created (not root).
@@ -194,6 +208,9 @@ func (t *Topology) hosts() []Host { return []Host{t.Server, t.Client, t.Client2,
 func (t *Topology) Close() {
 	if t == nil {
 		return
+	}
+	if t.lis != nil {
+		t.lis.Close()
 	}
 	for _, n := range append([]string{t.lan}, t.Server.NS, t.Client.NS, t.Client2.NS, t.Foreign.NS) {
 		_ = exec.Command("ip", "netns", "del", n).Run()

@@ -121,13 +121,10 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 		}
 		defer topo.Close()
 	}
-	var lis *listeners
 	if needTopo && daemonA != nil {
-		var err error
-		if lis, err = listen(topo.Server, serverPorts()); err != nil {
+		if err := topo.listen(); err != nil {
 			return nil, err
 		}
-		defer lis.Close()
 	}
 
 	for _, c := range cases {
