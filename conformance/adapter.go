@@ -4,6 +4,7 @@ package conformance
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -33,9 +34,11 @@ type FileTemplate struct {
 }
 
 // Adapter describes how to run one implementation. It is read from TOML;
-// every string in Files, Reset, Preamble, Start, Knock and DryRun is a
+// conformance/README.md is the reference for every key. Every string in
+// Files, Reset, Preamble, Start, Events, Knock and DryRun is a
 // text/template rendered from a Model (daemon) or KnockData (client), with
-// the function `bin NAME` giving the path of a required program.
+// the functions `bin NAME` (the absolute path of a required program),
+// `join LIST SEP` and `json VALUE`.
 type Adapter struct {
 	Name        string `toml:"name"`
 	Kind        string `toml:"kind"` // "daemon" or "client"
@@ -59,6 +62,15 @@ type Adapter struct {
 	ReloadSignal string   `toml:"reload_signal"`
 	ReloadLog    string   `toml:"reload_log"`
 	ReloadDelay  duration `toml:"reload_delay"`
+	// Events, if set, is where the daemon writes its event stream: a file
+	// (a template, usually "{{.EventsFile}}") or "-" for its standard
+	// output, one JSON object per line with at least "event". With it,
+	// readiness and finished reloads are read from events named
+	// ReadyEvent (default "ready") and ReloadEvent (default "reload")
+	// instead of from log lines.
+	Events      string `toml:"events"`
+	ReadyEvent  string `toml:"ready_event"`
+	ReloadEvent string `toml:"reload_event"`
 
 	// Client adapters.
 	Knock  []string `toml:"knock"`   // client ns: send one knock
@@ -109,6 +121,9 @@ func ParseAdapter(name string, data []byte) (*Adapter, error) {
 		if f.Name == "" || filepath.IsAbs(f.Name) || strings.Contains(f.Name, "..") {
 			return nil, fmt.Errorf("adapter %s: file name %q must be a relative path inside the work directory", name, f.Name)
 		}
+		if _, err := f.fileMode(); err != nil {
+			return nil, fmt.Errorf("adapter %s: %w", name, err)
+		}
 	}
 	return &a, nil
 }
@@ -120,21 +135,42 @@ func (a *Adapter) validate() error {
 			return errors.New("daemon adapter needs start")
 		}
 		if _, err := parseSignal(a.StopSignal); err != nil {
-			return err
+			return fmt.Errorf("stop_signal: %w", err)
 		}
 		if a.ReloadSignal != "" {
 			if _, err := parseSignal(a.ReloadSignal); err != nil {
 				return fmt.Errorf("reload_signal: %w", err)
 			}
 		}
-		if a.ReloadLog != "" {
-			if _, err := regexp.Compile(a.ReloadLog); err != nil {
-				return fmt.Errorf("reload_log: %w", err)
+		for key, re := range map[string]string{"ready_log": a.ReadyLog, "reload_log": a.ReloadLog} {
+			if _, err := regexp.Compile(re); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
 			}
+		}
+		if a.Events != "" {
+			// One source of truth for readiness: a log regexp could match
+			// before the event it is meant to stand for.
+			if a.ReadyLog != "" || a.ReloadLog != "" {
+				return errors.New("events replaces ready_log and reload_log: set one or the other")
+			}
+			if a.ReadyEvent == "" {
+				a.ReadyEvent = "ready"
+			}
+			if a.ReloadEvent == "" {
+				a.ReloadEvent = "reload"
+			}
+		} else if a.ReadyEvent != "" || a.ReloadEvent != "" {
+			return errors.New("ready_event and reload_event need events")
 		}
 	case KindClient:
 		if len(a.Knock) == 0 {
 			return errors.New("client adapter needs knock")
+		}
+		for key, set := range map[string]bool{"start": len(a.Start) > 0, "preamble": len(a.Preamble) > 0,
+			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != ""} {
+			if set {
+				return fmt.Errorf("%s is a daemon key; this is a client adapter", key)
+			}
 		}
 	default:
 		return fmt.Errorf("kind %q: must be daemon or client", a.Kind)
@@ -162,21 +198,27 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("signal %q: must be one of SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGHUP, SIGUSR1, SIGUSR2", s)
 }
 
-// lookPath finds a required program in SearchPath, then $PATH.
+// lookPath finds a required program in SearchPath, then $PATH, and
+// returns its absolute path: commands run in a work directory, so a
+// relative one would name another file there.
 func (a *Adapter) lookPath(name string) (string, error) {
 	if strings.Contains(name, "/") {
 		if _, err := os.Stat(name); err != nil {
 			return "", err
 		}
-		return name, nil
+		return filepath.Abs(name)
 	}
 	for _, d := range a.SearchPath {
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
+			return filepath.Abs(p)
 		}
 	}
-	return exec.LookPath(name)
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(p)
 }
 
 // Missing returns the first required program that is not installed, or "".
@@ -193,13 +235,17 @@ func (a *Adapter) render(name, src string, data any) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
 		"bin":  func(n string) (string, error) { return a.lookPath(n) },
 		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
 	}).Parse(src)
 	if err != nil {
-		return "", fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err)
+		return "", setupErr(fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err))
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err)
+		return "", setupErr(fmt.Errorf("adapter %s: template %s: %w", a.Name, name, err))
 	}
 	return b.String(), nil
 }
@@ -216,30 +262,41 @@ func (a *Adapter) renderArgv(what string, argv []string, data any) ([]string, er
 	return out, nil
 }
 
-// writeFiles renders the adapter's files into dir.
+// fileMode returns the file's mode (default 0600).
+func (f FileTemplate) fileMode() (os.FileMode, error) {
+	if f.Mode == "" {
+		return 0o600, nil
+	}
+	m, err := strconv.ParseUint(f.Mode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("file %s: mode %q: want an octal permission such as \"0600\"", f.Name, f.Mode)
+	}
+	return os.FileMode(m), nil
+}
+
+// writeFiles renders the adapter's files into dir. Every failure is a
+// setup error.
 func (a *Adapter) writeFiles(dir string, data any) error {
 	for _, f := range a.Files {
 		body, err := a.render(f.Name, f.Template, data)
 		if err != nil {
 			return err
 		}
-		mode := os.FileMode(0o600)
-		if f.Mode != "" {
-			m, err := strconv.ParseUint(f.Mode, 8, 32)
-			if err != nil {
-				return fmt.Errorf("adapter %s: file %s: mode %q: %w", a.Name, f.Name, f.Mode, err)
-			}
-			mode = os.FileMode(m)
+		mode, err := f.fileMode()
+		if err != nil {
+			return setupErr(fmt.Errorf("adapter %s: %w", a.Name, err))
 		}
 		p := filepath.Join(dir, f.Name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
+			return setupErr(err)
 		}
 		if err := os.WriteFile(p, []byte(body), mode); err != nil {
-			return err
+			return setupErr(err)
 		}
+		// WriteFile applies the umask to a new file and keeps an old
+		// file's mode; the adapter's mode is what counts.
 		if err := os.Chmod(p, mode); err != nil {
-			return err
+			return setupErr(err)
 		}
 	}
 	return nil

@@ -12,11 +12,21 @@ import (
 type Case struct {
 	ID          string // stable slug, e.g. "4.3/ip-options"
 	Requirement string // spec ID, e.g. "CLASSIC-4.3"
+	// Also lists further requirements the case checks besides
+	// Requirement (for the coverage report).
+	Also        []string
 	Level       string // MUST, MUST NOT, SHOULD
 	Description string
 	Target      string // TargetDaemon or TargetClient
 	Timeout     time.Duration
-	Run         func(*Env) error
+	// OpenHost runs the daemon without the adapter's preamble: the admin
+	// firewall accepts everything (after reset), so only what the
+	// implementation itself sets up stands between the wire and the host.
+	OpenHost bool
+	// Prepare, if set, runs after the adapter's files are written and
+	// before the daemon starts (e.g. to plant a 0.81 hash archive).
+	Prepare func(*Env) error
+	Run     func(*Env) error
 }
 
 // Case targets.
@@ -28,12 +38,17 @@ const (
 // Verdict is the outcome of a case.
 type Verdict string
 
-// Verdicts.
+// Verdicts. Error means the case could not be run because the setup
+// failed (an adapter command could not be executed, a template did not
+// render, the implementation never became ready, the harness itself
+// failed): it says nothing about conformance, and a run with one is not a
+// success.
 const (
 	Pass        Verdict = "pass"
 	Fail        Verdict = "fail"
 	Skipped     Verdict = "skipped"
 	Unsupported Verdict = "unsupported"
+	Error       Verdict = "error"
 )
 
 // Sentinel errors a case returns (wrapped) to report a verdict other than
@@ -41,11 +56,22 @@ const (
 var (
 	ErrSkip        = errors.New("skipped")
 	ErrUnsupported = errors.New("unsupported")
+	// ErrSetup marks a failure of the setup rather than of the
+	// implementation under test; the case's verdict is Error.
+	ErrSetup = errors.New("setup error")
 )
 
 // Skipf returns an error that makes the case "skipped" with the reason.
 func Skipf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrSkip, fmt.Sprintf(format, args...))
+}
+
+// setupErr marks err as a setup error (verdict Error); nil stays nil.
+func setupErr(err error) error {
+	if err == nil || errors.Is(err, ErrSetup) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrSetup, err)
 }
 
 // mismatch is the shape of a failure: what was expected, what was seen.
@@ -73,9 +99,11 @@ func Cases() []*Case {
 	cs = append(cs, packetCases()...)
 	cs = append(cs, ipv6Cases()...)
 	cs = append(cs, verifyCases()...)
+	cs = append(cs, frameCases()...)
 	cs = append(cs, replayCases()...)
 	cs = append(cs, doorCases()...)
 	cs = append(cs, reloadCases()...)
+	cs = append(cs, guestListCases()...)
 	cs = append(cs, clientCases()...)
 	return cs
 }

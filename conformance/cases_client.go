@@ -28,6 +28,7 @@ type KnockData struct {
 func clientCases() []*Case {
 	return []*Case{
 		{ID: "2.1/client-payload-format", Requirement: "CLASSIC-2.1/1", Level: "MUST", Target: TargetClient,
+			Also:        []string{"CLASSIC-2.1", "CLASSIC-2.2/1", "CLASSIC-2.5", "CLASSIC-11.1"},
 			Description: "the client sends exactly one datagram: four fields, single spaces, no terminator, lower-case hex, a correct hmac",
 			Run:         runClientFormat},
 		{ID: "3.3/client-tag-freshness", Requirement: "CLASSIC-3.3/1", Level: "MUST", Target: TargetClient,
@@ -58,7 +59,7 @@ func (e *Env) runClient(argvT []string, d KnockData, ns string) (string, error) 
 	a := e.Client
 	dir, err := os.MkdirTemp(e.WorkDir, "knock-")
 	if err != nil {
-		return "", err
+		return "", setupErr(err)
 	}
 	defer os.RemoveAll(dir)
 	d.WorkDir = dir
@@ -67,6 +68,9 @@ func (e *Env) runClient(argvT []string, d KnockData, ns string) (string, error) 
 	}
 	argv, err := a.renderArgv("knock", argvT, d)
 	if err != nil {
+		return "", err
+	}
+	if err := checkProgram(argv); err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)

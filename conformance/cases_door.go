@@ -4,6 +4,8 @@ package conformance
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -21,8 +23,12 @@ func doorCases() []*Case {
 			Description: "a valid knock opens the requested port for the knocking address only: not another allowed port, not another allowed host, not a foreign host",
 			Run:         runExactly},
 		{ID: "6.2/single-connection", Requirement: "CLASSIC-6.2/1", Level: "MUST", Target: TargetDaemon,
-			Description: "while the door's first connection is up, a second connection from another source port is refused",
+			Description: "while the door's first connection is up, a second connection from another source port is refused, and the first still carries data after that dropped SYN",
+			Also:        []string{"CLASSIC-6.4"},
 			Run:         runSingle},
+		{ID: "6.4/early-syn-ignored", Requirement: "CLASSIC-6.4", Level: "MUST", Target: TargetDaemon,
+			Description: "a SYN the firewall dropped just before the knock does not select the door's port: a connection from another source port right after the knock gets in",
+			Run:         runEarlySYN},
 		{ID: "6.3/waitfor-expiry", Requirement: "CLASSIC-6.3", Level: "MUST", Target: TargetDaemon,
 			Description: "with no SYN for waitfor+1 s after the knock, the door is closed",
 			Run: func(e *Env) error {
@@ -33,8 +39,13 @@ func doorCases() []*Case {
 				return e.expectClosed(e.Topo.Client, portA, "waitfor expired")
 			}},
 		{ID: "6.6/close-after-connection-ends", Requirement: "CLASSIC-6.6/1", Level: "MUST", Target: TargetDaemon,
-			Description: "after the door's connection ends, connection-delay-2+1.5 s later a new connection from the same source port fails",
+			Also:        []string{"CLASSIC-6.5/3"},
+			Description: "a connection of 100 ms (it ends before connection-delay-1, so before the first check can see it): connection-delay-2+1.5 s after its end a new connection from the same source port fails",
 			Run:         runCloseAfter},
+		{ID: "6.6/close-after-long-connection", Requirement: "CLASSIC-6.6/2", Level: "MUST", Target: TargetDaemon,
+			Description: "a connection held 3×connection-delay-1 and then reset: connection-delay-2+1 s after its end a new connection from the same source port fails",
+			Also:        []string{"CLASSIC-6.6/1"},
+			Run:         runCloseAfterLong},
 		{ID: "6.7/independent-doors", Requirement: "CLASSIC-6.7", Level: "MUST", Target: TargetDaemon,
 			Description: "two accepted knocks from one address for one port give two doors: two connections",
 			Run:         runTwoDoors},
@@ -50,6 +61,7 @@ func doorCases() []*Case {
 				return e.expectClosed(e.Topo.Client, portA, "daemon stopped with a broad door open")
 			}},
 		{ID: "6.9/leftovers-removed-at-start", Requirement: "CLASSIC-6.9", Level: "MUST", Target: TargetDaemon,
+			Also:        []string{"CLASSIC-6.9/2"},
 			Description: "a door left by a run killed with SIGKILL is closed once the daemon is started again",
 			Run: func(e *Env) error {
 				if err := e.knockSettle(e.Topo.Client, knockFor(portA)); err != nil {
@@ -61,10 +73,7 @@ func doorCases() []*Case {
 				if err := e.StartDaemon(false); err != nil {
 					return err
 				}
-				if err := e.expectClosed(e.Topo.Client, portA, "broad door of the killed run"); err != nil {
-					return err
-				}
-				return e.control(portA)
+				return e.closedAndControl(e.Topo.Client, portA, "broad door of the killed run")
 			}},
 	}
 }
@@ -110,6 +119,48 @@ func runSingle(e *Env) error {
 		c2.Close()
 		return mismatch("second connection from another source port refused", "it was established (first from %s, second from %s)", c1.LocalAddr(), c2.LocalAddr())
 	}
+	// The dropped SYN changed nothing (CLASSIC-6.4): the door still
+	// belongs to the first connection.
+	if err := echo(c1, "still there?"); err != nil {
+		return mismatch("the first connection still carries data after the second was refused", "%v", err)
+	}
+	return nil
+}
+
+// echo sends msg on c and reads it back from the suite's echoing listener.
+func echo(c net.Conn, msg string) error {
+	_ = c.SetDeadline(time.Now().Add(openTimeout))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}
+
+func runEarlySYN(e *Env) error {
+	// One SYN, dropped by the admin firewall; closing the socket before
+	// the kernel's retransmission (1 s) keeps it at one.
+	early := 20000 + rand.IntN(30000)
+	if c, err := dialFromPort(e.Topo.Client, e.server(), portA, early, 150*time.Millisecond); err == nil {
+		c.Close()
+		return setupErr(fmt.Errorf("port %d is open before any knock: the preamble does not close it", portA))
+	}
+	if err := e.knockSettle(e.Topo.Client, knockFor(portA)); err != nil {
+		return err
+	}
+	c, err := dialTCP(e.Topo.Client, e.server(), portA, openTimeout)
+	if err != nil {
+		return mismatch(fmt.Sprintf("a connection right after the knock admitted (the SYN from port %d before it was dropped and selects nothing)", early),
+			"connect failed: %v", err)
+	}
+	c.Close()
 	return nil
 }
 
@@ -151,6 +202,45 @@ func dialFromPort(h Host, dst netip.Addr, port, sport int, timeout time.Duration
 		return nil, err
 	}
 	return conn.(*net.TCPConn), nil
+}
+
+// endBound is how soon after connection-delay-2 a door must be closed once
+// its connection ended (CLASSIC-6.6/2).
+const endBound = time.Second
+
+// runCloseAfterLong holds the connection well past connection-delay-1, so
+// a daemon sees it established before it ends; the end must then be seen
+// within connection-delay-2 plus the bound. (With a short connection a
+// daemon that never notices ends passes: the connection is gone before
+// its first check and the door closes as never established.)
+func runCloseAfterLong(e *Env) error {
+	if err := e.knockSettle(e.Topo.Client, knockFor(portA)); err != nil {
+		return err
+	}
+	sport := 20000 + rand.IntN(30000)
+	c, err := dialFromPort(e.Topo.Client, e.server(), portA, sport, openTimeout)
+	if err != nil {
+		return mismatch("door admits the connection", "%v", err)
+	}
+	hold := 3 * time.Duration(e.model.ConnDelay1) * time.Microsecond
+	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(hold / 4) {
+		if err := echo(c, "alive"); err != nil {
+			c.Close()
+			return mismatch(fmt.Sprintf("the connection carries data for %v", hold), "%v", err)
+		}
+	}
+	_ = c.SetLinger(0)
+	c.Close()
+	wait := time.Duration(e.model.ConnDelay2)*time.Second + endBound
+	time.Sleep(wait)
+	c2, err := dialFromPort(e.Topo.Client, e.server(), portA, sport, closedTimeout)
+	if err == nil {
+		c2.SetLinger(0)
+		c2.Close()
+		return mismatch(fmt.Sprintf("door closed within connection-delay-2 + %v (%v) after a connection of %v ended", endBound, wait, hold),
+			"a new connection from source port %d was established %v after the end", sport, wait)
+	}
+	return nil
 }
 
 func runCloseAfter(e *Env) error {

@@ -5,9 +5,9 @@ package conformance
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -27,29 +27,20 @@ func verifyCases() []*Case {
 		{ID: "4.1/port-not-allowed", Requirement: "CLASSIC-4.1", Level: "MUST", Target: TargetDaemon,
 			Description: "alice, correctly signed, asks for a port only another guest may open: nothing opens",
 			Run: func(e *Env) error {
-				if err := e.knockSettle(e.Topo.Client, classicPayload(portOther, "alice", randomTag(), secretA)); err != nil {
-					return err
-				}
-				if err := e.expectClosed(e.Topo.Client, portOther, "not registered for port"); err != nil {
-					return err
-				}
-				return e.control(portA)
+				return e.rejected(e.Topo.Client, classicPayload(portOther, "alice", randomTag(), secretA), portOther, "not registered for port")
 			}},
 		{ID: "4.1/address-not-allowed", Requirement: "CLASSIC-4.1", Level: "MUST", Target: TargetDaemon,
 			Description: "a valid knock from a host outside alice's address entries opens nothing for it",
 			Run: func(e *Env) error {
-				if err := e.knockSettle(e.Topo.Foreign, knockFor(portA)); err != nil {
-					return err
-				}
-				if err := e.expectClosed(e.Topo.Foreign, portA, "not registered for address"); err != nil {
-					return err
-				}
-				return e.control(portA)
+				return e.rejected(e.Topo.Foreign, knockFor(portA), portA, "not registered for address")
 			}},
 		{ID: "4.2/silence", Requirement: "CLASSIC-4.2", Level: "MUST NOT", Target: TargetDaemon,
 			Description: "no UDP reply and no ICMP reaches the knocker for valid, invalid, replayed and junk knocks",
 			Run:         runSilence},
-		{ID: "4.8/junk-survives", Requirement: "CLASSIC-4.8", Level: "MUST", Target: TargetDaemon,
+		{ID: "4.2/knock-port-open-host", Requirement: "CLASSIC-4.2/2", Level: "MUST", Target: TargetDaemon, OpenHost: true,
+			Description: "with no admin firewall (no preamble), datagrams to the knock port over IPv4 and IPv6 draw no ICMP and no reply, while a closed UDP port answers",
+			Run:         runKnockPortOpenHost},
+		{ID: "4.8/junk-survives", Requirement: "CLASSIC-4.8", Level: "MUST NOT", Target: TargetDaemon,
 			Description: "300 junk datagrams (three-field packets, random bytes, every length) neither crash nor stall the daemon",
 			Run:         runJunk},
 	}
@@ -84,57 +75,113 @@ func runJunk(e *Env) error {
 	return e.control(portA)
 }
 
+// replies returns what the server sent that the sniffer saw.
+func (s *sniffer) replies(srcs ...netip.Addr) []reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []reply
+	for _, f := range s.frames {
+		if r, ok := parseReply(f, srcs...); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *sniffer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.frames)
+}
+
 func runSilence(e *Env) error {
 	c := e.Topo.Client
 	sn, err := startSniffer(c)
 	if err != nil {
-		return err
+		return setupErr(err)
 	}
-	var mu sync.Mutex
 	ports := map[int]bool{}
-	send := func(p string) error {
-		sp, err := e.knock(c, p)
-		mu.Lock()
-		ports[sp] = true
-		mu.Unlock()
-		return err
-	}
 	valid := knockFor(portA)
 	payloads := []string{valid, valid, classicPayload(portA, "alice", randomTag(), "wrong"),
 		classicPayload(portA, "mallory", randomTag(), secretA), classicPayload(portOther, "alice", randomTag(), secretA)}
 	payloads = append(payloads, junkPayloads(20)...)
 	var sendErr error
 	for _, p := range payloads {
-		if err := send(p); err != nil {
+		sp, err := e.knock(c, p)
+		if err != nil {
 			sendErr = err
 			break
 		}
+		ports[sp] = true
 	}
 	// Replies, if any, come within milliseconds on the bridge.
 	time.Sleep(700 * time.Millisecond)
-	_ = sn.stop()
-	pcap := filepath.Join(e.ArtifactDir, "client.pcap")
-	_ = sn.writePcap(pcap)
+	sn.stop()
+	_ = sn.writePcap(filepath.Join(e.ArtifactDir, "silence-client.pcap"))
 	if sendErr != nil {
 		return sendErr
 	}
+	if n := sn.count(); n < len(payloads) {
+		return setupErr(fmt.Errorf("capture saw %d frames, fewer than the %d knocks sent", n, len(payloads)))
+	}
 	var seen []string
-	sn.mu.Lock()
-	for _, f := range sn.frames {
-		for p := range ports {
-			if d := replyFrom(f, e.server(), p); d != "" {
-				seen = append(seen, d)
-				break
-			}
+	for _, r := range sn.replies(e.server(), e.Topo.Server.Addr6) {
+		if r.icmp || ports[r.udpDstPort] {
+			seen = append(seen, r.desc)
 		}
 	}
-	n := len(sn.frames)
-	sn.mu.Unlock()
-	if n < len(payloads) {
-		return fmt.Errorf("harness: capture saw %d frames, fewer than the %d knocks sent", n, len(payloads))
+	if len(seen) > 0 {
+		return mismatch("no packet from the server to the knocker", "%d: %s", len(seen), strings.Join(seen, "; "))
+	}
+	return nil
+}
+
+// runKnockPortOpenHost runs with no admin firewall at all: only the
+// daemon's own setup can keep the kernel from answering datagrams to the
+// knock port with ICMP port unreachable (CLASSIC-4.2/2).
+func runKnockPortOpenHost(e *Env) error {
+	t := e.Topo
+	sn, err := startSniffer(t.Client)
+	if err != nil {
+		return setupErr(err)
+	}
+	defer sn.stop()
+	// Control first (ICMP errors are rate-limited per peer): on this open
+	// host a closed UDP port must answer, or the case cannot tell.
+	closedPort := knockPort + 1
+	for _, dst := range []netip.Addr{t.Server.Addr, t.Server.Addr6} {
+		if _, err := udpSend(t.Client, dst, closedPort, []byte("closed port?")); err != nil {
+			return setupErr(err)
+		}
+	}
+	ports := map[int]bool{}
+	for _, dst := range []netip.Addr{t.Server.Addr, t.Server.Addr6} {
+		for _, p := range []string{knockFor(portA), "2222 alice", "\xd2junk", "not a knock"} {
+			sp, err := udpSend(t.Client, dst, knockPort, []byte(p))
+			if err != nil {
+				return setupErr(err)
+			}
+			ports[sp] = true
+		}
+	}
+	time.Sleep(700 * time.Millisecond)
+	sn.stop()
+	_ = sn.writePcap(filepath.Join(e.ArtifactDir, "knock-port-client.pcap"))
+	var answered, seen []string
+	for _, r := range sn.replies(t.Server.Addr, t.Server.Addr6) {
+		switch {
+		case r.icmp && r.quotedDstPort == closedPort:
+			answered = append(answered, r.desc)
+		case r.icmp && r.quotedDstPort == knockPort, ports[r.udpDstPort]:
+			seen = append(seen, r.desc)
+		}
 	}
 	if len(seen) > 0 {
-		return mismatch("no packet from the server to the knock source ports", "%d: %s", len(seen), strings.Join(seen, "; "))
+		return mismatch(fmt.Sprintf("no answer to datagrams to the knock port %d on a host with no admin firewall (the doorman's own setup drops them)", knockPort),
+			"%d: %s", len(seen), strings.Join(seen, "; "))
+	}
+	if len(answered) < 2 {
+		return setupErr(fmt.Errorf("control: the server should answer a datagram to the closed port %d over IPv4 and IPv6 with ICMP (the admin firewall is reset, so nothing drops it), but %d answers came: the adapter's reset leaves a firewall in place", closedPort, len(answered)))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +20,15 @@ import (
 
 // daemonProc is one run of the implementation under test.
 type daemonProc struct {
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	file *os.File
-	done chan struct{}
-	err  error
+	cmd    *exec.Cmd
+	log    *lockedBuffer // stdout and stderr, in arrival order
+	stdout *lockedBuffer // stdout alone (events "-")
+	file   *os.File
+	done   chan struct{}
+	err    error
+	// eventsFrom is the size of the events file when the run started:
+	// events before it belong to earlier runs.
+	eventsFrom int64
 }
 
 type lockedBuffer struct {
@@ -51,6 +56,9 @@ func (l *lockedBuffer) String() string {
 func nsRun(ctx context.Context, ns string, argv []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	if err := checkProgram(argv); err != nil {
+		return "", err
+	}
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -59,7 +67,36 @@ func nsRun(ctx context.Context, ns string, argv []string) (string, error) {
 	return string(out), nil
 }
 
+// checkProgram reports, as a setup error, an argv whose program cannot be
+// executed. `ip netns exec` would otherwise fail with a message of its own
+// that looks like the implementation's failure.
+func checkProgram(argv []string) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return setupErr(errors.New("empty command"))
+	}
+	p := argv[0]
+	if !strings.Contains(p, "/") {
+		if _, err := exec.LookPath(p); err != nil {
+			return setupErr(fmt.Errorf("command %q: %w", p, err))
+		}
+		return nil
+	}
+	if !filepath.IsAbs(p) {
+		return setupErr(fmt.Errorf("command %q: a program path must be absolute (commands run in the work directory); use {{bin %q}}", p, filepath.Base(p)))
+	}
+	st, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return setupErr(fmt.Errorf("command %q: %w", p, err))
+	case st.IsDir() || st.Mode()&0o111 == 0:
+		return setupErr(fmt.Errorf("command %q: not an executable file", p))
+	}
+	return nil
+}
+
 // runCommands renders and runs a list of commands in the server namespace.
+// Their failures are setup errors: they are the adapter's, not the
+// implementation's.
 func (e *Env) runCommands(what string, cmds [][]string) error {
 	for i, c := range cmds {
 		argv, err := e.Impl.renderArgv(fmt.Sprintf("%s[%d]", what, i), c, e.model)
@@ -67,7 +104,7 @@ func (e *Env) runCommands(what string, cmds [][]string) error {
 			return err
 		}
 		if _, err := nsRun(e.ctx, e.Topo.Server.NS, argv); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return setupErr(fmt.Errorf("%s: %w", what, err))
 		}
 	}
 	return nil
@@ -79,7 +116,7 @@ func (e *Env) runCommands(what string, cmds [][]string) error {
 // restart after a crash).
 func (e *Env) StartDaemon(fresh bool) error {
 	if e.daemon != nil {
-		return errors.New("daemon already running")
+		return setupErr(errors.New("daemon already running"))
 	}
 	a := e.Impl
 	if fresh {
@@ -89,32 +126,127 @@ func (e *Env) StartDaemon(fresh bool) error {
 		if err := a.writeFiles(e.model.WorkDir, e.model); err != nil {
 			return err
 		}
-		if err := e.runCommands("preamble", a.Preamble); err != nil {
-			return err
+		if !e.openHost {
+			if err := e.runCommands("preamble", a.Preamble); err != nil {
+				return err
+			}
+		}
+		if e.prepare != nil {
+			prep := e.prepare
+			e.prepare = nil // once per case
+			if err := prep(e); err != nil {
+				return setupErr(fmt.Errorf("prepare: %w", err))
+			}
 		}
 	}
 	argv, err := a.renderArgv("start", a.Start, e.model)
 	if err != nil {
 		return err
 	}
-	e.starts++
-	f, err := os.Create(filepath.Join(e.ArtifactDir, fmt.Sprintf("daemon-%d.log", e.starts)))
+	if err := checkProgram(argv); err != nil {
+		return err
+	}
+	eventsPath, err := e.eventsPath()
 	if err != nil {
 		return err
 	}
+	var eventsFrom int64
+	if eventsPath != "" {
+		if st, err := os.Stat(eventsPath); err == nil {
+			eventsFrom = st.Size()
+		}
+	}
+	e.starts++
+	f, err := os.Create(filepath.Join(e.ArtifactDir, fmt.Sprintf("daemon-%d.log", e.starts)))
+	if err != nil {
+		return setupErr(err)
+	}
 	lb := &lockedBuffer{f: f}
+	out := &lockedBuffer{}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", e.Topo.Server.NS}, argv...)...)
 	cmd.Dir = e.model.WorkDir
-	cmd.Stdout, cmd.Stderr = lb, lb
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(lb, out), lb
+	// A process group of its own, so that a crash (SIGKILL) takes every
+	// process the start command made with it, also behind a wrapper.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return fmt.Errorf("start %s: %w", strings.Join(argv, " "), err)
+		return setupErr(fmt.Errorf("start %s: %w", strings.Join(argv, " "), err))
 	}
-	d := &daemonProc{cmd: cmd, log: lb, file: f, done: make(chan struct{})}
+	d := &daemonProc{cmd: cmd, log: lb, stdout: out, file: f, done: make(chan struct{}), eventsFrom: eventsFrom}
 	go func() { d.err = cmd.Wait(); close(d.done) }()
 	e.daemon = d
 	return e.waitReady(d)
+}
+
+// eventsPath renders the adapter's events key: "" without one, "-" for
+// standard output, else a file path.
+func (e *Env) eventsPath() (string, error) {
+	ev := e.Impl.Events
+	if ev == "" || ev == "-" {
+		return ev, nil
+	}
+	p, err := e.Impl.render("events", ev, e.model)
+	if err != nil {
+		return "", err
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(e.model.WorkDir, p)
+	}
+	return p, nil
+}
+
+// readEvents returns the events the current run has written so far.
+func (e *Env) readEvents(d *daemonProc) ([]Event, error) {
+	p, err := e.eventsPath()
+	if err != nil {
+		return nil, err
+	}
+	if p == "-" {
+		return parseEvents([]byte(d.stdout.String())), nil
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(d.eventsFrom, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return parseEvents(b), nil
+}
+
+// waitFor polls until ok says so, the daemon exits, or timeout passes;
+// what describes the awaited thing in errors.
+func (e *Env) waitFor(d *daemonProc, timeout time.Duration, what string, ok func() (bool, error)) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done, err := ok()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-d.done:
+			return fmt.Errorf("daemon exited before %s (%v); log:\n%s", what, d.err, tail(d.log.String(), 2000))
+		case <-deadline:
+			return fmt.Errorf("no %s within %v; log:\n%s", what, timeout, tail(d.log.String(), 2000))
+		case <-tick.C:
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		}
+	}
 }
 
 func (e *Env) waitReady(d *daemonProc) error {
@@ -123,25 +255,22 @@ func (e *Env) waitReady(d *daemonProc) error {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	var re *regexp.Regexp
-	if a.ReadyLog != "" {
-		var err error
-		if re, err = regexp.Compile(a.ReadyLog); err != nil {
-			return fmt.Errorf("adapter %s: ready_log: %w", a.Name, err)
-		}
+	var err error
+	switch {
+	case a.Events != "":
+		err = e.waitFor(d, timeout, fmt.Sprintf("%q event", a.ReadyEvent), func() (bool, error) {
+			evs, err := e.readEvents(d)
+			return findEvent(evs, a.ReadyEvent, 0) >= 0, err
+		})
+	case a.ReadyLog != "":
+		re := regexp.MustCompile(a.ReadyLog) // validated at load
+		err = e.waitFor(d, timeout, fmt.Sprintf("log line matching %q", a.ReadyLog), func() (bool, error) {
+			return re.MatchString(d.log.String()), nil
+		})
 	}
-	deadline := time.After(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for re != nil && !re.MatchString(d.log.String()) {
-		select {
-		case <-d.done:
-			e.daemon = nil
-			return fmt.Errorf("daemon exited before it was ready (%v); log:\n%s", d.err, tail(d.log.String(), 2000))
-		case <-deadline:
-			return fmt.Errorf("daemon not ready after %v (no log line matching %q); log:\n%s", timeout, a.ReadyLog, tail(d.log.String(), 2000))
-		case <-tick.C:
-		}
+	if err != nil {
+		e.stopAfterFailedStart(d)
+		return fmt.Errorf("daemon not ready: %w", err)
 	}
 	if a.ReadyDelay.Duration > 0 {
 		time.Sleep(a.ReadyDelay.Duration)
@@ -153,6 +282,14 @@ func (e *Env) waitReady(d *daemonProc) error {
 	default:
 	}
 	return nil
+}
+
+// stopAfterFailedStart kills a run that never became ready.
+func (e *Env) stopAfterFailedStart(d *daemonProc) {
+	e.daemon = nil
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	<-d.done
+	d.file.Close()
 }
 
 func tail(s string, n int) string {
@@ -169,8 +306,12 @@ func (e *Env) StopDaemon() error {
 	return e.signalAndWait(sig)
 }
 
-// KillDaemon kills the daemon with SIGKILL (a crash).
+// KillDaemon kills the daemon's process group with SIGKILL (a crash).
 func (e *Env) KillDaemon() error { return e.signalAndWait(syscall.SIGKILL) }
+
+// groupGrace is how long processes the daemon left in its process group
+// may outlive it before they are killed.
+const groupGrace = 2 * time.Second
 
 func (e *Env) signalAndWait(sig syscall.Signal) error {
 	d := e.daemon
@@ -179,21 +320,40 @@ func (e *Env) signalAndWait(sig syscall.Signal) error {
 	}
 	e.daemon = nil
 	defer d.file.Close()
-	_ = d.cmd.Process.Signal(sig)
+	pid := d.cmd.Process.Pid
+	if sig == syscall.SIGKILL {
+		_ = syscall.Kill(-pid, sig)
+	} else {
+		_ = d.cmd.Process.Signal(sig)
+	}
+	var err error
 	select {
 	case <-d.done:
 	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-d.done
-		return fmt.Errorf("daemon did not exit within 10 s of %v", sig)
+		err = fmt.Errorf("daemon did not exit within 10 s of %v", sig)
 	}
-	return nil
+	// What the daemon started and left behind must not run into the next
+	// case.
+	for end := time.Now().Add(groupGrace); syscall.Kill(-pid, 0) == nil; {
+		if time.Now().After(end) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			if err == nil {
+				err = fmt.Errorf("processes of the daemon's process group outlived it by %v and were killed", groupGrace)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // ReloadDaemon writes the adapter's files from m (which stays the model in
 // force for the case) and sends the reload signal; it returns when the
-// daemon logged ReloadLog (counting from before the signal) or after
-// ReloadDelay (default 500 ms). ErrUnsupported without a reload signal.
+// daemon reported the reload (a ReloadEvent, or a log line matching
+// ReloadLog, counting from before the signal) or after ReloadDelay
+// (default 500 ms). ErrUnsupported without a reload signal.
 func (e *Env) ReloadDaemon(m Model) error {
 	a := e.Impl
 	if a.ReloadSignal == "" {
@@ -205,26 +365,36 @@ func (e *Env) ReloadDaemon(m Model) error {
 	}
 	sig, err := parseSignal(a.ReloadSignal)
 	if err != nil {
-		return err
+		return setupErr(err)
 	}
 	if err := a.writeFiles(m.WorkDir, m); err != nil {
 		return err
 	}
 	e.model = m
-	before := len(d.log.String())
+	logBefore := len(d.log.String())
+	evBefore := 0
+	if a.Events != "" {
+		evs, err := e.readEvents(d)
+		if err != nil {
+			return setupErr(err)
+		}
+		evBefore = len(evs)
+	}
 	if err := d.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if a.ReloadLog != "" {
+	const reloadTimeout = 5 * time.Second
+	switch {
+	case a.Events != "":
+		return e.waitFor(d, reloadTimeout, fmt.Sprintf("%q event after the reload signal", a.ReloadEvent), func() (bool, error) {
+			evs, err := e.readEvents(d)
+			return findEvent(evs, a.ReloadEvent, evBefore) >= 0, err
+		})
+	case a.ReloadLog != "":
 		re := regexp.MustCompile(a.ReloadLog)
-		deadline := time.Now().Add(5 * time.Second)
-		for !re.MatchString(d.log.String()[before:]) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("no reload log line matching %q within 5 s", a.ReloadLog)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return nil
+		return e.waitFor(d, reloadTimeout, fmt.Sprintf("log line matching %q after the reload signal", a.ReloadLog), func() (bool, error) {
+			return re.MatchString(d.log.String()[logBefore:]), nil
+		})
 	}
 	delay := a.ReloadDelay.Duration
 	if delay == 0 {

@@ -2,19 +2,22 @@
 
 // Package conformance is a black-box conformance suite for the Doorman
 // classic protocol (spec/doorman.md). It drives an implementation described
-// by an Adapter (a TOML file) inside network namespaces it creates, and
-// judges it only by the packets it sends and by whether TCP ports become
-// reachable, never by its internals.
+// by an Adapter (a TOML file, documented in conformance/README.md) inside
+// network namespaces it creates, and judges it only by the packets it sends,
+// by whether TCP ports become reachable and by what happens to a knock sent
+// again, never by its internals.
 //
-// Topology (all addresses from 198.18.0.0/15):
+// Topology (IPv4 from 198.18.0.0/15, IPv6 from 2001:db8::/32):
 //
-//	 srv 198.18.0.1 (doorman, listeners)
-//	       |
-//	  [ bridge in lan ns ]
-//	   |        |        |
-//	 cl1 .2   cl2 .3   frn .4
-//	(guest)  (guest)  (not in the guest list)
+//	srv 198.18.0.1 2001:db8::1 on dmcf0 (the implementation, listeners)
+//	    198.18.1.1 2001:db8:1::1 on dmcf1 (another interface, not watched)
+//	      |
+//	 [ bridge in the lan namespace ]
+//	  |              |              |
+//	cl1 .2 ::2     cl2 .3 ::3     frn .4 ::4
+//	(guest)        (guest)        (not in the guest list)
 //
 // Each case starts a fresh daemon with a fresh work directory, so replay
-// state never leaks between cases.
+// state never leaks between cases. Run and RunWith run the suite as Go
+// subtests; RunSuite returns the results for other reporting.
 package conformance

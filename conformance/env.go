@@ -4,6 +4,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -20,10 +21,14 @@ type Env struct {
 	WorkDir     string
 	Vectors     *Vectors
 
-	model  Model
-	daemon *daemonProc
-	starts int
-	notes  []string
+	model    Model
+	daemon   *daemonProc
+	starts   int
+	notes    []string
+	openHost bool             // start without the adapter's preamble
+	prepare  func(*Env) error // before the first start
+	// values carries what a case's Prepare hands to its Run.
+	values map[string]string
 }
 
 // Context returns the case's context.
@@ -83,14 +88,41 @@ func (e *Env) control(port int) error {
 	return nil
 }
 
-// rejected sends payload from h and checks port stays closed, then runs the
-// control knock.
+// rejected sends payload from h and checks port stays closed for it, with
+// the control of closedAndControl.
 func (e *Env) rejected(h Host, payload string, port int, why string) error {
-	if err := e.knockSettle(h, payload); err != nil {
+	if _, err := e.knock(h, payload); err != nil {
 		return err
 	}
-	if err := e.expectClosed(h, port, why); err != nil {
+	return e.closedAndControl(h, port, why)
+}
+
+// closedAndControl checks that port stays closed for h while a fresh valid
+// knock from another allowed client opens another port for that client,
+// at the same time: the daemon is alive and serving, so the closed port is
+// a refusal (CLASSIC-4.8). The control uses a port no earlier step of a
+// case knocked for, so that it proves only that the daemon serves. Knocks
+// sent just before have had the control's settle time and the closed
+// probe's to take effect.
+func (e *Env) closedAndControl(h Host, port int, why string) error {
+	other := e.Topo.Client
+	if h == e.Topo.Client {
+		other = e.Topo.Client2
+	}
+	cport := portB
+	if port == portB {
+		cport = portA
+	}
+	if _, err := e.knock(other, knockFor(cport)); err != nil {
 		return err
 	}
-	return e.control(port)
+	time.Sleep(settle)
+	var closed, control error
+	done := make(chan struct{})
+	go func() { defer close(done); closed = e.expectClosed(h, port, why) }()
+	if err := e.expectOpen(other, cport, "control knock"); err != nil {
+		control = fmt.Errorf("control: %w", err)
+	}
+	<-done
+	return errors.Join(closed, control)
 }

@@ -3,6 +3,8 @@
 package conformance
 
 import (
+	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -28,35 +30,70 @@ func (g Guest) PortList() string {
 // NetworkList returns the networks separated by single spaces.
 func (g Guest) NetworkList() string { return strings.Join(g.Networks, " ") }
 
-// Model is what a daemon adapter's templates are rendered from.
+// Model is what a daemon adapter's templates are rendered from. The
+// adapter contract (conformance/README.md) documents every field; a new
+// field must be added there too.
 type Model struct {
 	Guests     []Guest
 	KnockPort  int
 	WaitFor    int // seconds
+	ConnDelay1 int // microseconds (0.81's unit for connection-delay-1)
 	ConnDelay2 int // seconds
-	Interface  string
-	ServerAddr string
-	WorkDir    string
+	// ReplayCapacity is the number of digests the replay store holds
+	// (hash-archive-size); the suite fills it in 5.4/full-store-refuses.
+	ReplayCapacity int
+	// ReplayFile is where the implementation keeps its replay store
+	// (hash-archive). 5.6/import-0.81-archive writes a 0.81 archive there
+	// before the daemon starts.
+	ReplayFile string
+	// EventsFile is a path the adapter may give the daemon for its event
+	// stream (see the adapter key events).
+	EventsFile  string
+	Interface   string
+	ServerAddr  string // IPv4 address of Interface
+	ServerAddr6 string // IPv6 address of Interface
+	WorkDir     string
 }
 
-// Ports of the model: the guest "alice" may open portA and portB from the
-// two clients; portOther belongs to another guest; portMax is the 32-char
-// guest's port from the vectors.
+// Ports of the model: the guest "alice" may open portA, portB and the
+// probePorts from the two clients; portOther belongs to another guest; portMax is the 32-char
+// guest's port from the vectors; portMin belongs to the guest whose name
+// uses every special character.
 const (
 	portA     = 2222
 	portB     = 2223
 	portOther = 3333
 	portMax   = 65535
+	portMin   = 1
 	knockPort = 1001
 	secretA   = "s3cretKnock"
 	group32   = "abcdefghijklmnopqrstuvwxyz012345"
+	// groupSpecials is the group of the "group-all-specials" vector: every
+	// character of the name alphabet that is not a letter or digit.
+	groupSpecials = `g!@$%^&*()_-+=|\[]{};:'"<>,?/`
+	groupHostBits = "hostbits"
 )
 
-// waitFor and connDelay2 are short so that door lifecycle cases finish
-// quickly.
+// probePorts are more ports alice may open, one per datagram a case
+// proves was not considered, so that their checks run at once.
+var probePorts = func() []int {
+	ps := make([]int, 12)
+	for i := range ps {
+		ps[i] = 2230 + i
+	}
+	return ps
+}()
+
+// secret255 is a secret of the maximum length (CLASSIC-9.3).
+var secret255 = strings.Repeat(`S3cr!@$%^&*()_-+=|\[]{};:'"<>,?/`, 8)[:255]
+
+// Timing of the model: short so that door lifecycle cases finish quickly.
 const (
-	waitForSec    = 2
-	connDelay2Sec = 1
+	waitForSec     = 2
+	connDelay1Usec = 500000 // the 0.81 default
+	connDelay2Sec  = 1
+	// replayCapacity is the smallest capacity CLASSIC-8.4 allows.
+	replayCapacity = 1000
 )
 
 func (t *Topology) model(workDir string) Model {
@@ -66,13 +103,34 @@ func (t *Topology) model(workDir string) Model {
 		t.Client.Addr6.String() + "/128", t.Client2.Addr6.String() + "/128"}
 	return Model{
 		Guests: []Guest{
-			{Name: "alice", Secret: secretA, Ports: []int{portA, portB}, Networks: nets},
+			{Name: "alice", Secret: secretA, Ports: append([]int{portA, portB}, probePorts...), Networks: nets},
 			{Name: "bob", Secret: "b0bsSecret", Ports: []int{portOther}, Networks: nets},
 			{Name: group32, Secret: secretA, Ports: []int{portMax}, Networks: nets},
+			{Name: groupSpecials, Secret: secret255, Ports: []int{portMin}, Networks: nets},
+			// Host bits set beyond the prefix: the entry means the network
+			// (CLASSIC-9.2), which holds the first client.
+			{Name: groupHostBits, Secret: secretA, Ports: []int{portB}, Networks: []string{hostBitsNet(t)}},
 		},
-		KnockPort: knockPort, WaitFor: waitForSec, ConnDelay2: connDelay2Sec,
-		Interface: IfName, ServerAddr: t.Server.Addr.String(), WorkDir: workDir,
+		KnockPort: knockPort, WaitFor: waitForSec, ConnDelay1: connDelay1Usec, ConnDelay2: connDelay2Sec,
+		ReplayCapacity: replayCapacity,
+		ReplayFile:     filepath.Join(workDir, "replay"),
+		EventsFile:     filepath.Join(workDir, "events.jsonl"),
+		Interface:      IfName, ServerAddr: t.Server.Addr.String(), ServerAddr6: t.Server.Addr6.String(),
+		WorkDir: workDir,
 	}
 }
 
-func serverPorts() []int { return []int{portA, portB, portOther, portMax} }
+// hostBitsNet is the server's /24 written with the host part .77: it
+// contains both clients and the foreign host.
+func hostBitsNet(t *Topology) string {
+	if !t.Server.Addr.Is4() {
+		return "198.18.0.77/24"
+	}
+	a := t.Server.Addr.As4()
+	a[3] = 77
+	return netip.AddrFrom4(a).String() + "/24"
+}
+
+func serverPorts() []int {
+	return append([]int{portA, portB, portOther, portMax, portMin}, probePorts...)
+}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -28,6 +29,22 @@ type Host struct {
 // IfName is the LAN interface name inside every host namespace.
 const IfName = "dmcf0"
 
+// OtherIfName is a second interface of the server that the daemon does
+// not watch; knocks addressed to its addresses must be ignored
+// (CLASSIC-4.4). It is one end of a veth pair whose other end, also in
+// the server namespace, is otherIfPeer (the dummy driver is not
+// everywhere).
+const (
+	OtherIfName = "dmcf1"
+	otherIfPeer = "dmcf1p"
+)
+
+// Addresses of OtherIfName.
+var (
+	otherAddr  = netip.MustParseAddr("198.18.1.1")
+	otherAddr6 = netip.MustParseAddr("2001:db8:1::1")
+)
+
 // Topology is the suite's private network: a server, two clients that are
 // guests, and a foreign host that is not, on one bridge.
 type Topology struct {
@@ -37,6 +54,19 @@ type Topology struct {
 	Client2 Host // second allowed client
 	Foreign Host // not in the guest list
 	lan     string
+
+	// The TCP listeners on the guests' ports live as long as the topology:
+	// binding them again for every run that shares it could meet the
+	// previous run's sockets.
+	lisOnce sync.Once
+	lis     *listeners
+	lisErr  error
+}
+
+// listen starts the server's listeners once.
+func (t *Topology) listen() error {
+	t.lisOnce.Do(func() { t.lis, t.lisErr = listen(t.Server, serverPorts()) })
+	return t.lisErr
 }
 
 // ErrNoPrivilege is returned when namespaces cannot be created (not root).
@@ -115,6 +145,13 @@ func NewTopology(ctx context.Context, prefix string) (t *Topology, err error) {
 			return t, err
 		}
 	}
+	steps = append(steps, [][]string{
+		{"-n", t.Server.NS, "link", "add", OtherIfName, "type", "veth", "peer", "name", otherIfPeer},
+		{"-n", t.Server.NS, "link", "set", otherIfPeer, "up"},
+		{"-n", t.Server.NS, "addr", "add", otherAddr.String() + "/24", "dev", OtherIfName},
+		{"-n", t.Server.NS, "addr", "add", otherAddr6.String() + "/64", "dev", OtherIfName, "nodad"},
+		{"-n", t.Server.NS, "link", "set", OtherIfName, "up"},
+	}...)
 	for _, s := range steps {
 		if err := ipCmd(ctx, s...); err != nil {
 			return t, err
@@ -171,6 +208,9 @@ func (t *Topology) hosts() []Host { return []Host{t.Server, t.Client, t.Client2,
 func (t *Topology) Close() {
 	if t == nil {
 		return
+	}
+	if t.lis != nil {
+		t.lis.Close()
 	}
 	for _, n := range append([]string{t.lan}, t.Server.NS, t.Client.NS, t.Client2.NS, t.Foreign.NS) {
 		_ = exec.Command("ip", "netns", "del", n).Run()

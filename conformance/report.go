@@ -20,8 +20,55 @@ func Section(id string) string {
 }
 
 var sectionTitles = map[string]string{
-	"2": "2. The classic knock packet", "3": "3. The HMAC and the tag", "4": "4. Receiving and verifying a knock",
-	"5": "5. Replay protection", "6": "6. Doors", "11": "11. The knocker",
+	"1": "1. Conventions", "2": "2. The classic knock packet", "3": "3. The HMAC and the tag",
+	"4": "4. Receiving and verifying a knock", "5": "5. Replay protection", "6": "6. Doors",
+	"7": "7. The firewall-script interface", "8": "8. doormand.cf", "9": "9. The guest list",
+	"10": "10. .knockcf", "11": "11. The knocker", "12": "12. The modern protocol",
+}
+
+// Summary counts the verdicts of a run.
+type Summary struct {
+	Total, Pass, Fail, Skipped, Unsupported, Error int
+}
+
+// Summarize counts results by verdict.
+func Summarize(results []Result) Summary {
+	s := Summary{Total: len(results)}
+	for _, r := range results {
+		switch r.Verdict {
+		case Pass:
+			s.Pass++
+		case Fail:
+			s.Fail++
+		case Skipped:
+			s.Skipped++
+		case Unsupported:
+			s.Unsupported++
+		case Error:
+			s.Error++
+		}
+	}
+	return s
+}
+
+// Problem says why a run is not a success, or returns "" if it is one: at
+// least one case ran and passed, none failed and no setup failed. A run
+// in which nothing was tested (no case selected, every case skipped or
+// unsupported) is not a success: a broken adapter must not pass CI.
+func (s Summary) Problem() string {
+	switch {
+	case s.Fail > 0 && s.Error > 0:
+		return fmt.Sprintf("%d of %d cases failed and %d could not be set up", s.Fail, s.Total, s.Error)
+	case s.Fail > 0:
+		return fmt.Sprintf("%d of %d cases failed", s.Fail, s.Total)
+	case s.Error > 0:
+		return fmt.Sprintf("%d of %d cases could not be set up (verdict error)", s.Error, s.Total)
+	case s.Total == 0:
+		return "no case was selected (check --run and the adapters' kinds)"
+	case s.Pass == 0:
+		return fmt.Sprintf("no case was run: all %d were skipped or unsupported", s.Total)
+	}
+	return ""
 }
 
 // WriteTable writes results as a terminal table grouped by spec section.
@@ -36,7 +83,6 @@ func WriteTable(w io.Writer, results []Result) {
 		groups[s] = append(groups[s], r)
 	}
 	sort.SliceStable(keys, func(i, j int) bool { return atoiSafe(keys[i]) < atoiSafe(keys[j]) })
-	counts := map[Verdict]int{}
 	for _, k := range keys {
 		title := sectionTitles[k]
 		if title == "" {
@@ -44,7 +90,6 @@ func WriteTable(w io.Writer, results []Result) {
 		}
 		fmt.Fprintf(w, "\n%s\n", title)
 		for _, r := range groups[k] {
-			counts[r.Verdict]++
 			fmt.Fprintf(w, "  %-11s %-36s %-14s %-8s %6s  %s\n", strings.ToUpper(string(r.Verdict)), r.ID, r.Req, r.Level,
 				r.Duration.Round(100*time.Millisecond).String(), r.Impl)
 			if r.Detail != "" && r.Verdict != Pass {
@@ -52,8 +97,12 @@ func WriteTable(w io.Writer, results []Result) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\n%d cases: %d pass, %d fail, %d skipped, %d unsupported\n", len(results),
-		counts[Pass], counts[Fail], counts[Skipped], counts[Unsupported])
+	s := Summarize(results)
+	fmt.Fprintf(w, "\n%d cases: %d pass, %d fail, %d skipped, %d unsupported, %d error\n", s.Total,
+		s.Pass, s.Fail, s.Skipped, s.Unsupported, s.Error)
+	if p := s.Problem(); p != "" {
+		fmt.Fprintf(w, "NOT A PASS: %s\n", p)
+	}
 }
 
 func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n              ") }
@@ -88,6 +137,7 @@ type junitSuite struct {
 	Name     string      `xml:"name,attr"`
 	Tests    int         `xml:"tests,attr"`
 	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
 	Skipped  int         `xml:"skipped,attr"`
 	Time     float64     `xml:"time,attr"`
 	Cases    []junitCase `xml:"testcase"`
@@ -98,6 +148,7 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      float64       `xml:"time,attr"`
 	Failure   *junitMessage `xml:"failure,omitempty"`
+	Error     *junitMessage `xml:"error,omitempty"`
 	Skipped   *junitMessage `xml:"skipped,omitempty"`
 }
 
@@ -122,6 +173,9 @@ func WriteJUnit(w io.Writer, results []Result) error {
 		case Fail:
 			c.Failure = &junitMessage{Message: firstLine(r.Detail), Body: r.Detail}
 			s.Failures++
+		case Error:
+			c.Error = &junitMessage{Message: "setup error: " + firstLine(r.Detail), Body: r.Detail}
+			s.Errors++
 		case Skipped, Unsupported:
 			c.Skipped = &junitMessage{Message: string(r.Verdict) + ": " + r.Detail}
 			s.Skipped++

@@ -121,13 +121,10 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 		}
 		defer topo.Close()
 	}
-	var lis *listeners
 	if needTopo && daemonA != nil {
-		var err error
-		if lis, err = listen(topo.Server, serverPorts()); err != nil {
+		if err := topo.listen(); err != nil {
 			return nil, err
 		}
-		defer lis.Close()
 	}
 
 	for _, c := range cases {
@@ -160,10 +157,16 @@ func sanitize(id string) string {
 	return strings.NewReplacer("/", "_", " ", "_").Replace(id)
 }
 
+// captureHosts are the hosts whose LAN traffic is saved per case (with
+// Options.OutDir), by pcap file name.
+func captureHosts(t *Topology) map[string]Host {
+	return map[string]Host{"server": t.Server, "client": t.Client, "client2": t.Client2, "foreign": t.Foreign}
+}
+
 func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Adapter, vec *Vectors, outDir string) (v Verdict, detail, artifacts string) {
 	work, err := os.MkdirTemp("", topo.Prefix+"-work-")
 	if err != nil {
-		return Fail, "harness: " + err.Error(), ""
+		return Error, "harness: " + err.Error(), ""
 	}
 	defer os.RemoveAll(work)
 	art := filepath.Join(work, "artifacts")
@@ -178,7 +181,22 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 		artifacts = art
 	}
 	if err := os.MkdirAll(art, 0o755); err != nil {
-		return Fail, "harness: " + err.Error(), ""
+		return Error, "harness: " + err.Error(), ""
+	}
+	if outDir != "" {
+		// Every host's LAN traffic, for reading a failure afterwards.
+		for name, h := range captureHosts(topo) {
+			sn, err := startSniffer(h)
+			if err != nil {
+				return Error, "harness: capture: " + err.Error(), artifacts
+			}
+			defer func() {
+				sn.stop()
+				if err := sn.writePcap(filepath.Join(art, name+".pcap")); err != nil && v == Pass {
+					v, detail = Error, "harness: writing "+name+".pcap: "+err.Error()
+				}
+			}()
+		}
 	}
 	timeout := c.Timeout
 	if timeout == 0 {
@@ -188,9 +206,10 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 	defer cancel()
 	stateDir := filepath.Join(work, "state")
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return Fail, "harness: " + err.Error(), ""
+		return Error, "harness: " + err.Error(), ""
 	}
-	e := &Env{ctx: cctx, Topo: topo, Impl: daemonA, Client: clientA, ArtifactDir: art, WorkDir: stateDir}
+	e := &Env{ctx: cctx, Topo: topo, Impl: daemonA, Client: clientA, ArtifactDir: art, WorkDir: stateDir,
+		openHost: c.OpenHost, prepare: c.Prepare, values: map[string]string{}}
 	if vec != nil {
 		e.Vectors = vec
 	}
@@ -204,12 +223,18 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 						v = Fail
 					}
 				}
-				_ = e.StopDaemon()
+				if err := e.StopDaemon(); err != nil && v == Pass {
+					v, detail = Fail, err.Error()
+				}
 			}
-			_ = e.runCommands("reset", daemonA.Reset)
+			if err := e.runCommands("reset", daemonA.Reset); err != nil && v == Pass {
+				v, detail = Error, "after the case: "+err.Error()
+			}
 		}()
+		// Nothing was tested if the first start fails: a setup error,
+		// whoever is at fault. A failed restart inside a case is a failure.
 		if err := e.StartDaemon(true); err != nil {
-			return Fail, "daemon did not start: " + err.Error(), artifacts
+			return Error, "the implementation did not start: " + err.Error(), artifacts
 		}
 	}
 	done := make(chan error, 1)
@@ -234,6 +259,8 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 		return Skipped, strings.TrimPrefix(err.Error(), "skipped: "), artifacts
 	case errors.Is(err, ErrUnsupported):
 		return Unsupported, err.Error(), artifacts
+	case errors.Is(err, ErrSetup):
+		return Error, err.Error(), artifacts
 	}
 	return Fail, err.Error(), artifacts
 }
@@ -259,11 +286,17 @@ func RunWith(t *testing.T, o Options) []Result {
 	if err != nil {
 		t.Fatalf("conformance: %v", err)
 	}
+	if sum := Summarize(results); sum.Pass+sum.Fail == 0 {
+		// A run that tested nothing must not look like a success.
+		t.Errorf("conformance: %s", sum.Problem())
+	}
 	for _, r := range results {
 		t.Run(r.ID, func(t *testing.T) {
 			switch r.Verdict {
 			case Fail:
 				t.Errorf("%s %s (%s): %s", r.Req, r.Level, r.Impl, r.Detail)
+			case Error:
+				t.Errorf("setup error (%s): %s", r.Impl, r.Detail)
 			case Skipped, Unsupported:
 				t.Skipf("%s: %s", r.Verdict, r.Detail)
 			default:

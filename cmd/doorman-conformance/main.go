@@ -1,10 +1,17 @@
 //go:build linux
 
 // Command doorman-conformance runs the Doorman black-box conformance suite
-// against an implementation described by an adapter file.
+// against an implementation described by an adapter file. The adapter
+// format, the topology and the exit statuses are documented in
+// conformance/README.md.
 //
 //	doorman-conformance --impl conformance/adapters/doormand-nftables.toml \
 //	    --client conformance/adapters/knock.toml --junit out.xml
+//
+// Exit status: 0 when at least one case ran and every case that ran
+// passed; 1 when a case failed; 2 for a usage or setup error, and when
+// nothing was tested (no case selected, every case skipped or
+// unsupported); 130 when interrupted.
 package main
 
 import (
@@ -33,14 +40,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runRE := fs.String("run", "", "run only cases whose ID matches this regexp")
 	jsonOut := fs.Bool("json", false, "print results as JSON instead of a table")
 	junit := fs.String("junit", "", "write JUnit XML results to this file")
-	out := fs.String("out", "", "write per-case artifacts (daemon logs, pcaps) under this directory")
-	coverage := fs.Bool("coverage", false, "print every MUST of the spec with the cases covering it, then exit")
+	out := fs.String("out", "", "write per-case artifacts under this directory: daemon logs and pcaps of the server's and each client's traffic")
+	coverage := fs.Bool("coverage", false, "print every requirement of the spec with the cases covering it or why none does, then exit (1 if one is unaccounted for)")
 	list := fs.Bool("list", false, "list the cases without running them")
 	specDir := fs.String("spec", "", "directory holding doorman.md and vectors/ (default: search upward for spec/)")
 	path := fs.String("path", "", "colon-separated directories searched before $PATH for the adapters' programs")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: doorman-conformance --impl FILE [--client FILE] [--run REGEXP] [--json] [--junit FILE] [--out DIR] [--coverage] [--list]")
+		fmt.Fprintln(stderr, "usage: doorman-conformance --impl FILE [--client FILE] [--run REGEXP] [--json] [--junit FILE] [--out DIR] [--path DIRS]")
+		fmt.Fprintln(stderr, "       doorman-conformance --coverage | --list [--impl FILE] [--client FILE]")
+		fmt.Fprintln(stderr, "")
+		fmt.Fprintln(stderr, "Runs the Doorman black-box conformance suite against the implementation an adapter")
+		fmt.Fprintln(stderr, "file describes. Adapter reference, topology and examples: conformance/README.md.")
+		fmt.Fprintln(stderr, "Needs root (it creates network namespaces). Relative paths are taken from the")
+		fmt.Fprintln(stderr, "directory it is run in.")
+		fmt.Fprintln(stderr, "")
 		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "")
+		fmt.Fprintln(stderr, "Exit status: 0 all cases that ran passed (at least one ran); 1 a case failed;")
+		fmt.Fprintln(stderr, "2 usage or setup error, or nothing tested (no case selected, all skipped or")
+		fmt.Fprintln(stderr, "unsupported); 130 interrupted.")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,12 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "doorman-conformance:", err)
 			return 2
 		}
-		conformance.WriteCoverage(stdout, string(b))
+		if err := conformance.WriteCoverage(stdout, string(b)); err != nil {
+			fmt.Fprintln(stderr, "doorman-conformance:", err)
+			return 1
+		}
 		return 0
 	}
 	var o conformance.Options
-	o.SpecDir = *specDir
-	o.OutDir = *out
 	if *runRE != "" {
 		re, err := regexp.Compile(*runRE)
 		if err != nil {
@@ -78,7 +97,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var search []string
 	if *path != "" {
-		search = strings.Split(*path, ":")
+		for _, d := range strings.Split(*path, ":") {
+			// Commands run in per-case work directories: a relative
+			// directory must mean the one it names here.
+			abs, err := filepath.Abs(d)
+			if err != nil {
+				fmt.Fprintln(stderr, "doorman-conformance: --path:", err)
+				return 2
+			}
+			search = append(search, abs)
+		}
+	}
+	for _, p := range []*string{out, specDir} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				fmt.Fprintln(stderr, "doorman-conformance:", err)
+				return 2
+			}
+			*p = abs
+		}
 	}
 	load := func(p string) (*conformance.Adapter, error) {
 		a, err := conformance.LoadAdapter(p)
@@ -88,6 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		a.SearchPath = search
 		return a, nil
 	}
+	o.SpecDir, o.OutDir = *specDir, *out
 	if *impl == "" && *client == "" && !*list {
 		fs.Usage()
 		return 2
@@ -152,13 +191,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	for _, r := range results {
-		if r.Verdict == conformance.Fail {
-			return 1
-		}
-	}
 	if ctx.Err() != nil {
 		return 130
+	}
+	sum := conformance.Summarize(results)
+	if p := sum.Problem(); p != "" {
+		fmt.Fprintln(stderr, "doorman-conformance:", p)
+		if sum.Fail > 0 {
+			return 1
+		}
+		return 2
 	}
 	return 0
 }

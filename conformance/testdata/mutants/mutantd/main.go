@@ -2,22 +2,44 @@
 
 // Command mutantd is doormand with one defect planted, for checking that
 // the conformance suite notices it. It reuses the real engine, capture and
-// firewall and breaks one thing by wrapping a seam:
+// firewall and breaks one thing by wrapping or replacing a seam:
 //
-//	-mutant replay       the replay store admits every digest (CLASSIC-5.1)
-//	-mutant mac          the hmac of every parsed knock is replaced by the
-//	                     right one before the engine sees it (CLASSIC-4.1)
-//	-mutant never-close  firewall deletes are ignored while running (CLASSIC-6.3, 6.6)
+//	-mutant replay           the replay store admits every digest (CLASSIC-5.1)
+//	-mutant mac              the hmac of every parsed knock is replaced by the
+//	                         right one before the engine sees it (CLASSIC-4.1)
+//	-mutant never-close      firewall deletes are ignored while running (CLASSIC-6.3, 6.6)
+//	-mutant late-end         the connection state is read once, at
+//	                         connection-delay-1, and an established connection
+//	                         never ends after that (CLASSIC-6.6/2): a connection
+//	                         shorter than connection-delay-1 still closes its door
+//	-mutant knock-port-open  the nftables table has no drop rule for the knock
+//	                         port (CLASSIC-4.2/2)
+//	-mutant knock-port-reply every datagram to the knock port gets a UDP reply
+//	                         (CLASSIC-4.2)
+//	-mutant no-dst-check     the capture's own-address check is off
+//	                         (capture.Config.AcceptForeign) (CLASSIC-4.4)
+//	-mutant no-checksum      a capture of its own that does not check checksums
+//	                         (CLASSIC-4.3/2)
+//	-mutant full-admits      a full replay store admits new digests (CLASSIC-5.4/1)
+//	-mutant lenient          leading zeros of the port and bytes after the
+//	                         fourth field are dropped before parsing (CLASSIC-2.1/2)
 //
-// Usage: mutantd -mutant NAME -f doormand.cf (always in debug mode).
+// Usage: mutantd -mutant NAME -f doormand.cf (always in debug mode). It
+// logs "doormand started" on the engine's ready event.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,10 +52,11 @@ import (
 )
 
 func main() {
-	mutant := flag.String("mutant", "", "replay, mac or never-close")
+	mutant := flag.String("mutant", "", "the defect to plant (see the package documentation)")
 	cfgPath := flag.String("f", "", "doormand.cf")
+	events := flag.String("events", "", "append the event stream to this file, as doormand --events does")
 	flag.Parse()
-	if err := run(*mutant, *cfgPath); err != nil {
+	if err := run(*mutant, *cfgPath, *events); err != nil {
 		fmt.Fprintln(os.Stderr, "mutantd:", err)
 		os.Exit(1)
 	}
@@ -44,6 +67,17 @@ type admitAll struct{}
 
 func (admitAll) Admit([protocol.MACSize]byte, replay.Fingerprint) (time.Time, error) {
 	return time.Time{}, nil
+}
+
+// fullAdmits admits a new digest when the store is full.
+type fullAdmits struct{ daemon.ReplayStore }
+
+func (f fullAdmits) Admit(mac [protocol.MACSize]byte, fp replay.Fingerprint) (time.Time, error) {
+	t, err := f.ReplayStore.Admit(mac, fp)
+	if errors.Is(err, protocol.ErrReplayFull) {
+		return time.Time{}, nil
+	}
+	return t, err
 }
 
 // keepRules never closes a door while running: closing changes are
@@ -64,6 +98,41 @@ func (k keepRules) Apply(ctx context.Context, doors []firewall.Door) []error {
 		errs[idx[j]] = err
 	}
 	return errs
+}
+
+// lateEnd reads a connection's state once, when it is connection-delay-1
+// old, and never sees an established connection end.
+type lateEnd struct {
+	daemon.ConnTracker
+	delay1 time.Duration
+
+	mu    sync.Mutex
+	first map[[2]netip.AddrPort]time.Time
+	stuck map[[2]netip.AddrPort]bool
+}
+
+func (l *lateEnd) State(local, remote netip.AddrPort) daemon.ConnState {
+	key := [2]netip.AddrPort{local, remote}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stuck[key] {
+		return daemon.ConnEstablished
+	}
+	t, ok := l.first[key]
+	if !ok {
+		l.first[key] = time.Now()
+		return daemon.ConnHandshake
+	}
+	// The engine's last look comes when its connection-delay-1 timer,
+	// started just before the first, fires: count that one as the look.
+	if time.Since(t) < l.delay1*9/10 {
+		return daemon.ConnHandshake
+	}
+	st := l.ConnTracker.State(local, remote)
+	if st == daemon.ConnEstablished {
+		l.stuck[key] = true
+	}
+	return st
 }
 
 // resign rewrites the hmac of every parsed knock with the guest's secret.
@@ -88,13 +157,53 @@ func (r resign) Read(p *capture.Packet) error {
 	return nil
 }
 
-func run(mutant, cfgPath string) error {
+// lenient reads knocks the way 0.81's atoi and token splitting did: a
+// port's leading zeros and anything after the fourth field are ignored.
+type lenient struct{ daemon.PacketSource }
+
+func (l lenient) Read(p *capture.Packet) error {
+	if err := l.PacketSource.Read(p); err != nil {
+		return err
+	}
+	b := bytes.TrimLeft(p.Payload, "0")
+	if f := bytes.Fields(b); len(f) > 4 {
+		b = bytes.Join(f[:4], []byte(" "))
+	}
+	p.Payload = b
+	return nil
+}
+
+// reply answers every datagram the capture delivers.
+type reply struct {
+	daemon.PacketSource
+	conn *net.UDPConn
+}
+
+func (r reply) Read(p *capture.Packet) error {
+	err := r.PacketSource.Read(p)
+	if err == nil {
+		_, _ = r.conn.WriteToUDPAddrPort([]byte("knock received"), netip.AddrPortFrom(p.Src, p.SrcPort))
+	}
+	return err
+}
+
+func run(mutant, cfgPath, eventsPath string) error {
+	var events *os.File
+	if eventsPath != "" {
+		f, err := os.OpenFile(eventsPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		events = f
+	}
 	svc, guests, err := daemon.LoadService(daemon.ServiceOptions{ConfigPath: cfgPath, Debug: true})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
 	cfg := svc.Config()
+	log := svc.Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	defer stop()
 
@@ -106,26 +215,56 @@ func run(mutant, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	var src daemon.PacketSource
-	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
-		KnockPort: cfg.Port, Logger: svc.Logger()})
-	if err != nil {
-		return err
-	}
-	src = c
-	var store daemon.ReplayStore
-	rs, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize, Logger: svc.Logger()})
+	ccfg := capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
+		KnockPort: cfg.Port, Logger: log, AcceptForeign: mutant == "no-dst-check"}
+	rs, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
-	store = rs
+	sd, err := daemon.NewSockDiag()
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	var (
+		store daemon.ReplayStore = rs
+		conns daemon.ConnTracker = sd
+		src   daemon.PacketSource
+	)
+	if mutant == "no-checksum" {
+		src, err = openRawSource(cfg.Interface, cfg.Port, true, false)
+	} else {
+		src, err = capture.Open(ctx, ccfg)
+	}
+	if err != nil {
+		return err
+	}
 
 	switch mutant {
 	case "replay":
 		store = admitAll{}
+	case "full-admits":
+		store = fullAdmits{rs}
 	case "never-close":
 		fw = keepRules{fw}
+	case "late-end":
+		conns = &lateEnd{ConnTracker: conns, delay1: cfg.ConnDelay1,
+			first: map[[2]netip.AddrPort]time.Time{}, stuck: map[[2]netip.AddrPort]bool{}}
+	case "knock-port-open":
+		if cfg.Firewall != config.FirewallNftables {
+			return errors.New("knock-port-open needs firewall nftables")
+		}
+		// The backend as doormand builds it, without the knock port.
+		fw = firewall.NewNFTables(firewall.NFTConfig{Table: cfg.NftTable, Mark: cfg.DoorMark, Protect: cfg.Protect,
+			LogGroup: cfg.LogGroup, MaxDoors: cfg.MaxDoors, Logger: log})
+	case "knock-port-reply":
+		c, err := net.ListenUDP("udp", &net.UDPAddr{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		src = reply{PacketSource: src, conn: c}
 	case "mac":
 		list, _, err := config.LoadGuestList(cfg.GuestList, false, nil)
 		if err != nil {
@@ -135,21 +274,24 @@ func run(mutant, cfgPath string) error {
 		for _, g := range list {
 			sec[g.Name] = g.Secret
 		}
-		src = resign{PacketSource: c, secrets: sec}
+		src = resign{PacketSource: src, secrets: sec}
+	case "lenient":
+		src = lenient{src}
+	case "no-dst-check", "no-checksum":
 	default:
 		return fmt.Errorf("unknown mutant %q", mutant)
 	}
-	conns, err := daemon.NewSockDiag()
-	if err != nil {
-		return err
-	}
-	defer conns.Close()
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
 		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
-		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: conns, Logger: svc.Logger(),
+		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: conns, Logger: log,
 		Events: func(ev daemon.Event) {
 			if ev.Kind == daemon.EventReady {
-				svc.Logger().Info("doormand started", "mutant", mutant)
+				log.Info("doormand started", "mutant", mutant)
+			}
+			if events != nil {
+				if b, err := json.Marshal(ev); err == nil {
+					events.Write(append(b, '\n'))
+				}
 			}
 		}})
 	return eng.Run(ctx)
