@@ -395,6 +395,9 @@ func (l *doorLoop) checkHandshake(d *door, now time.Time) {
 		l.rearm(d)
 		return
 	}
+	e.log.Warn("a door's connection never got established: its SYN passed doorman's table; check that the host's "+
+		"firewall accepts packets with the door mark (doormand --check names the line to add) and that a service "+
+		"listens on the port", "door", d.id, "src", d.key.src, "src_port", d.srcPort, "port", d.key.port)
 	l.close(d, CloseNotEstablished)
 }
 

@@ -251,6 +251,7 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 		Conns: conns, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
 		Events: func(ev Event) {
 			if ev.Kind == EventReady {
+				s.warnBlockers()
 				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
 					"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
 					"guests", guests.Len(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
@@ -329,8 +330,32 @@ func (s *Service) reload(eng *Engine) {
 		s.level.Set(cfg.LogLevel)
 	}
 	eng.Reload(s.settings(), guests)
+	s.warnBlockers()
 	s.log.Info("reloaded", "guests", guests.Len())
 	eng.emit(Event{Kind: EventReload})
+}
+
+// Blockers returns the chains of the host's firewall that would drop what
+// doors let in (the admin's accept line for the door mark is missing),
+// for the nftables backend, the one that needs that line.
+func (s *Service) Blockers() ([]firewall.Blocker, error) {
+	if s.cfg.Firewall != config.FirewallNftables {
+		return nil, nil
+	}
+	return firewall.InspectInput(s.cfg.DoorMark, s.cfg.NftTable)
+}
+
+// warnBlockers logs every blocker with the line that fixes it: without
+// it doors "open" and connections still never arrive.
+func (s *Service) warnBlockers() {
+	bs, err := s.Blockers()
+	if err != nil {
+		s.log.Debug("cannot inspect the host's firewall", "err", err)
+	}
+	for _, b := range bs {
+		s.log.Warn("the host's firewall drops what doors let in: add the accept line for the door mark",
+			"where", b.Where, "why", b.Why, "add", b.Fix)
+	}
 }
 
 // eventWriter appends events as JSON lines.
