@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,7 +215,9 @@ func TestModernPinnedDoor(t *testing.T) {
 // TestModernRefusals sends one knock for each reason of MODERN-12.11, in
 // its order, and checks the counter, and the event where one is due
 // (steps 5 on, MODERN-12.19); a valid knock is still served afterwards
-// (CLASSIC-4.8).
+// (CLASSIC-4.8), though it was made before the refused ones of the same
+// guest, some with later times: no refusal touched its guest's time
+// (MODERN-12.17/3).
 func TestModernRefusals(t *testing.T) {
 	s := settings()
 	s.ModernBurst = 100 // this test is no flood
@@ -451,7 +454,8 @@ func TestModernRateLimitPerSource(t *testing.T) {
 }
 
 // TestModernQueueFull: knocks past the rate limit that find the queue to
-// the public-key work full are dropped and counted, never waited for.
+// the public-key work full are dropped and counted, never waited for
+// (MODERN-12.11/2).
 func TestModernQueueFull(t *testing.T) {
 	e := New(Options{Guests: modernGuests(), Opener: protocol.NewOpener(&serverKey)})
 	p := capture.Packet{Dst: server, DstPort: 1001, Payload: seal(t, strangerKey, req())}
@@ -462,6 +466,34 @@ func TestModernQueueFull(t *testing.T) {
 	}
 	if got := e.Counters().Get(ReasonModernBusy); got != 44 || len(e.modernQ) != modernQueue {
 		t.Fatalf("%d dropped, %d queued; want 44 and %d", got, len(e.modernQ), modernQueue)
+	}
+}
+
+// TestModernArrivalTime: a queued knock's time is checked against the
+// clock when it arrived, not when its turn came (MODERN-12.11/2).
+func TestModernArrivalTime(t *testing.T) {
+	now := time.Now()
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	st, err := replay.OpenStamps(filepath.Join(t.TempDir(), "stamps"), replay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := New(Options{Guests: modernGuests(), Opener: protocol.NewOpener(&serverKey), Stamps: st,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	r := req()
+	r.Time = uint64(now.UnixNano())
+	p := capture.Packet{Src: client, Dst: server, DstPort: 1001, Payload: seal(t, bobKey, r)}
+	e.handleKnock(&p, nil)
+	clock.Add(int64(10 * time.Minute)) // the queue was slow
+	j := <-e.modernQ
+	e.verifyModern(&j)
+	if d := <-e.newDoors; d.src != client || d.port != 22 {
+		t.Fatalf("door request %+v", d)
+	}
+	if n := e.Counters().Get(ReasonClockSkew); n != 0 {
+		t.Fatal("checked against the clock of its turn")
 	}
 }
 

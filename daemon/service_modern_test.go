@@ -55,8 +55,9 @@ func TestServiceModernNeedsKey(t *testing.T) {
 }
 
 // TestServiceModernSettings: the modern keywords reach the engine, and a
-// reload applies them, the key and the guest index at once; a reload that
-// brings a modern guest without a key is refused whole.
+// reload applies them, the key and the guest index at once (MODERN-12.21);
+// a reload that brings a modern guest without a key is refused whole
+// (MODERN-12.21/2).
 func TestServiceModernSettings(t *testing.T) {
 	cf, gl, key := modernSite(t, "classic off\nmodern-window 30\nmodern-rate 7\nmodern-burst 9\n", true)
 	if err := config.WritePrivateKey(key, &serverKey); err != nil {
