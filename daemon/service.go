@@ -349,7 +349,7 @@ func (s *Service) reload(eng *Engine) {
 	s.opener = opener
 	eng.SetOpener(opener)
 	eng.Reload(s.settings(), guests)
-	s.log.Info("reloaded", "guests", guests.Len(), "modern_guests", guests.Modern())
+	s.log.Info("reloaded", "guests", guests.Len())
 	eng.emit(Event{Kind: EventReload})
 }
 
