@@ -11,6 +11,7 @@ import (
 
 	"github.com/doorman-project/doorman/daemon/capture"
 	"github.com/doorman-project/doorman/daemon/firewall"
+	"github.com/doorman-project/doorman/daemon/ratelimit"
 	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/protocol"
 )
@@ -39,6 +40,14 @@ type ReplayStore interface {
 	Admit(mac [protocol.MACSize]byte, fp replay.Fingerprint) (time.Time, error)
 }
 
+// StampStore is the modern protocol's durable freshness decision
+// (daemon/replay.Stamps, MODERN-12.17): Advance accepts ts as the guest's
+// last timestamp if it is later than the last one, durably before it
+// returns, and fails with replay.ErrStale otherwise.
+type StampStore interface {
+	Advance(guest [32]byte, ts uint64) (last uint64, err error)
+}
+
 // Settings are the parts of doormand.cf the engine acts on. They may change
 // on reload; a door keeps the settings it started with (CLASSIC-6.11).
 type Settings struct {
@@ -50,11 +59,25 @@ type Settings struct {
 	// that would exceed it is refused before its digest is used. 0 = no
 	// bound of the engine's own.
 	MaxDoors int
+
+	// ClassicOff refuses every classic knock ("classic off",
+	// MODERN-12.20/3); the zero value accepts them.
+	ClassicOff bool
+	// ModernWindow is the time window of modern knocks (MODERN-12.14);
+	// 0 = protocol.DefaultModernWindow.
+	ModernWindow time.Duration
+	// ModernRate and ModernBurst bound per source the modern knocks that
+	// may cost public-key work (MODERN-12.12); 0 = the defaults of
+	// daemon/ratelimit. A change on reload starts every source afresh.
+	ModernRate, ModernBurst int
 }
 
 // Guests is an immutable guest index, swapped whole on reload.
 type Guests struct {
 	byName map[string]*guestEntry
+	// byKey finds modern guests by their public key, the only thing
+	// that identifies one (MODERN-12.13).
+	byKey map[protocol.PublicKey]*guestEntry
 }
 
 type guestEntry struct {
@@ -64,15 +87,22 @@ type guestEntry struct {
 
 // NewGuests indexes a guest list.
 func NewGuests(list []protocol.Guest) *Guests {
-	g := &Guests{byName: make(map[string]*guestEntry, len(list))}
+	g := &Guests{byName: make(map[string]*guestEntry, len(list)), byKey: map[protocol.PublicKey]*guestEntry{}}
 	for _, x := range list {
-		g.byName[x.Name] = &guestEntry{Guest: x, fp: replay.GuestFingerprint(x.Name, x.Secret)}
+		e := &guestEntry{Guest: x, fp: replay.GuestFingerprint(x.Name, x.Secret)}
+		g.byName[x.Name] = e
+		if x.IsModern() {
+			g.byKey[x.Key] = e
+		}
 	}
 	return g
 }
 
 // Len returns the number of guests.
 func (g *Guests) Len() int { return len(g.byName) }
+
+// Modern returns the number of modern guests (those with a public key).
+func (g *Guests) Modern() int { return len(g.byKey) }
 
 // Fingerprints reports whether fp belongs to a current guest (for pruning).
 func (g *Guests) Fingerprints() func(replay.Fingerprint) bool {
@@ -95,6 +125,17 @@ type Options struct {
 	Source PacketSource
 	Replay ReplayStore
 	Open   func(ctx context.Context) (PacketSource, ReplayStore, error)
+	// Opener opens modern knocks with the doorman's private key; nil =
+	// no key, and modern knocks are counted as ReasonModernNoKey.
+	// SetOpener changes it.
+	Opener *protocol.Opener
+	// Stamps is the modern protocol's freshness store. When OpenStamps
+	// is set Run calls it right after Open and uses what it returns;
+	// Stamps may then be nil. An engine with neither refuses every
+	// modern knock that gets as far as the store.
+	Stamps     StampStore
+	OpenStamps func(ctx context.Context) (StampStore, error)
+
 	Conns  ConnTracker // nil = never established (doors close after Delay1)
 	Logger *slog.Logger
 	Now    func() time.Time // nil = time.Now
@@ -115,6 +156,12 @@ type Engine struct {
 	counters Counters
 	limit    *limiter
 
+	// The modern protocol: the key in force, the per-source budget of
+	// public-key work, and the queue to the routines that spend it.
+	opener  atomic.Pointer[protocol.Opener]
+	sources atomic.Pointer[ratelimit.Limiter]
+	modernQ chan modernJob
+
 	newDoors  chan doorRequest
 	claims    chan firewall.Claim
 	openDoors atomic.Int64 // doors not closed, as the door loop last counted
@@ -130,7 +177,8 @@ const (
 // New returns an engine; Run starts it.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, log: opts.Logger, now: opts.Now,
-		newDoors: make(chan doorRequest, newDoorQueue), claims: make(chan firewall.Claim, claimQueue)}
+		newDoors: make(chan doorRequest, newDoorQueue), claims: make(chan firewall.Claim, claimQueue),
+		modernQ: make(chan modernJob, modernQueue)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +192,8 @@ func New(opts Options) *Engine {
 		opts.Guests = NewGuests(nil)
 	}
 	e.guests.Store(opts.Guests)
+	e.opener.Store(opts.Opener)
+	e.sources.Store(e.newSourceLimiter(&s))
 	return e
 }
 
@@ -153,7 +203,9 @@ func (e *Engine) Counters() *Counters { return &e.counters }
 // Reload swaps in new settings and guests atomically; open doors keep what
 // they started with (CLASSIC-6.11).
 func (e *Engine) Reload(s Settings, g *Guests) {
-	e.settings.Store(&s)
+	if old := e.settings.Swap(&s); old.ModernRate != s.ModernRate || old.ModernBurst != s.ModernBurst {
+		e.sources.Store(e.newSourceLimiter(&s))
+	}
 	e.guests.Store(g)
 }
 
@@ -196,8 +248,8 @@ func (e *Engine) emit(ev Event) {
 
 // Run serves until ctx ends, in this order: start the firewall, which
 // first removes a crashed run's leftovers (CLASSIC-6.9); open the source
-// and the replay store (Options.Open); report ready; serve knocks and
-// doors. On the way out it stops reading, closes every door, removes every
+// and the replay store (Options.Open), then the stamp store
+// (Options.OpenStamps); report ready; serve knocks and doors. On the way out it stops reading, closes every door, removes every
 // rule (CLASSIC-6.8) and reports stopped. Every routine it starts has
 // ended when it returns. It closes the packet source.
 func (e *Engine) Run(ctx context.Context) error {
@@ -215,10 +267,25 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.opts.Source, e.opts.Replay = src, store
 	}
 
+	if e.opts.OpenStamps != nil {
+		st, err := e.opts.OpenStamps(ctx)
+		if err != nil {
+			e.opts.Source.Close()
+			return errors.Join(err, e.closeFirewall(ctx))
+		}
+		e.opts.Stamps = st
+	}
+
 	var wg sync.WaitGroup
 	stopDoors := make(chan struct{})
 	wg.Add(1)
 	go func() { defer wg.Done(); e.routineDoors(stopDoors) }()
+	stopModern := make(chan struct{})
+	var modern sync.WaitGroup
+	for range modernWorkers() {
+		modern.Add(1)
+		go func() { defer modern.Done(); e.routineModern(stopModern) }()
+	}
 	statsCtx, stopStats := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Add(1)
 	go func() { defer wg.Done(); e.routineStats(statsCtx, e.opts.StatsEvery) }()
@@ -236,9 +303,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			err = fmt.Errorf("capture: %w", err)
 		}
 	}
-	// Stop reading first, so no knock opens a door after the doors close.
+	// Stop reading first, so no knock opens a door after the doors close;
+	// modern knocks still queued are dropped unopened.
 	e.opts.Source.Close()
 	recv.Wait()
+	close(stopModern)
+	modern.Wait()
 	close(stopDoors)
 	stopStats()
 	wg.Wait()

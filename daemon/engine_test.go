@@ -77,6 +77,7 @@ type harness struct {
 	store  *replay.Store
 	eng    *Engine
 	events chan Event
+	knocks chan Event // knock events; dropped when nobody reads them
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -89,24 +90,37 @@ func alice() []protocol.Guest {
 	}}
 }
 
-func newHarness(t *testing.T, s Settings) *harness {
+func newHarness(t *testing.T, s Settings) *harness { return newHarnessWith(t, s, nil) }
+
+// newHarnessWith is newHarness with the engine's options changed by opt
+// before it starts.
+func newHarnessWith(t *testing.T, s Settings, opt func(*Options)) *harness {
 	t.Helper()
 	store, err := replay.Open(filepath.Join(t.TempDir(), "replay"), replay.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, src: newChanSource(), fw: firewall.NewFake(), conns: &fakeConns{}, store: store,
-		events: make(chan Event, 256), done: make(chan error, 1)}
+		events: make(chan Event, 256), knocks: make(chan Event, 1024), done: make(chan error, 1)}
 	ready := make(chan struct{})
-	h.eng = New(Options{Settings: s, Guests: NewGuests(alice()), Source: h.src, Firewall: h.fw, Replay: store, Conns: h.conns,
+	o := Options{Settings: s, Guests: NewGuests(alice()), Source: h.src, Firewall: h.fw, Replay: store, Conns: h.conns,
 		Events: func(e Event) {
 			switch e.Kind {
 			case EventReady:
 				close(ready)
 			case EventDoor:
 				h.events <- e
+			case EventKnock:
+				select {
+				case h.knocks <- e:
+				default:
+				}
 			}
-		}})
+		}}
+	if opt != nil {
+		opt(&o)
+	}
+	h.eng = New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- h.eng.Run(ctx) }()
@@ -364,7 +378,7 @@ func TestRejections(t *testing.T) {
 	}{
 		{client, []byte("2222 somebody 1234567890"), ReasonMalformed}, // crashed 0.81
 		{client, []byte("hello"), ReasonNotKnock},
-		{client, append([]byte{protocol.ModernMagic}, valid[1:]...), ReasonModern},
+		{client, append([]byte{protocol.ModernMagic}, valid[1:]...), ReasonModernNoKey},
 		{client, knock(t, 22, "mallory", "x"), ReasonUnknownGuest},
 		{client, knock(t, 80, "alice", "s3cretKnock"), ReasonPort},
 		{alien, knock(t, 22, "alice", "s3cretKnock"), ReasonAddress},

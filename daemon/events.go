@@ -21,9 +21,11 @@ type Event struct {
 	Port     uint16
 
 	// EventKnock: Verdict is ReasonAccepted or why the knock was refused;
-	// Protocol is "classic" or "modern".
+	// Protocol is "classic" or "modern". Modern is set for a modern knock
+	// whose guest was found: it was opened and read.
 	Verdict  Reason
 	Protocol string
+	Modern   *ModernInfo
 
 	// EventDoor: the door, its new state, the client's source port once
 	// known, and for DoorClosed why it closed.
@@ -41,6 +43,20 @@ type Event struct {
 	// EventCounters: every counter, and the doors not closed.
 	Counters  map[string]uint64
 	OpenDoors int
+}
+
+// ModernInfo is what a knock event reports of a modern knock's request
+// once its guest is known (MODERN-12.11 step 8 on).
+type ModernInfo struct {
+	// Skew is how far the knocker's clock was off the doorman's when the
+	// knock arrived: positive when it is ahead (MODERN-12.14).
+	Skew time.Duration
+	// Stated says whether the knock stated its source address; if not,
+	// it was "as seen" (MODERN-12.15).
+	Stated bool
+	// SrcPort is the TCP source port the knock stated; 0 = none
+	// (MODERN-12.18).
+	SrcPort uint16
 }
 
 // EventKind says what an Event reports.
@@ -98,6 +114,16 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	case EventKnock:
 		addrs()
 		m["protocol"] = e.Protocol
+		if mi := e.Modern; mi != nil {
+			m["skew_ms"] = mi.Skew.Milliseconds()
+			m["source"] = "seen"
+			if mi.Stated {
+				m["source"] = "stated"
+			}
+			if mi.SrcPort != 0 {
+				m["src_port"] = mi.SrcPort
+			}
+		}
 		if e.Verdict == ReasonAccepted {
 			m["verdict"] = "accepted"
 		} else {

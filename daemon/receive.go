@@ -55,15 +55,21 @@ func dropReason(err error) (Reason, bool) {
 	return 0, false
 }
 
-// handleKnock runs the checks of CLASSIC-4.1 steps 2-7 on one datagram.
+// handleKnock runs the checks of CLASSIC-4.1 steps 2-7 on one datagram,
+// or hands a modern one to handleModern.
 func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
 	switch protocol.Sniff(p.Payload) {
 	case protocol.KindModern:
-		e.counters.add(ReasonModern)
+		e.handleModern(p)
 		return
 	case protocol.KindUnknown:
 		// Not a knock at all (CLASSIC-2.6): counted, not logged.
 		e.counters.add(ReasonNotKnock)
+		return
+	}
+	if e.settings.Load().ClassicOff {
+		// A migrated site (MODERN-12.20/3): not even parsed.
+		e.reject(ReasonClassicDisabled, p, nil)
 		return
 	}
 	if err := protocol.ParseKnock(p.Payload, k); err != nil {
@@ -124,8 +130,8 @@ func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
 	}
 	e.counters.add(ReasonAccepted)
 	e.log.LogAttrs(context.Background(), LevelNotice, "knock accepted", slog.Any("src", p.Src),
-		slog.String("group", g.Name), slog.Int("port", int(k.Port)), slog.Any("dst", p.Dst))
-	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: "classic", Src: p.Src, Dst: p.Dst, Group: g.Name, Port: k.Port})
+		slog.String("group", g.Name), slog.Int("port", int(k.Port)), slog.Any("dst", p.Dst), slog.String("protocol", protocolClassic))
+	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: protocolClassic, Src: p.Src, Dst: p.Dst, Group: g.Name, Port: k.Port})
 	e.newDoors <- doorRequest{src: p.Src, dst: p.Dst, port: k.Port, group: g.Name, at: e.now()}
 }
 
@@ -145,23 +151,50 @@ func (e *Engine) rejectError(r Reason, p *capture.Packet, k *protocol.Knock, err
 }
 
 func (e *Engine) refuse(level slog.Level, r Reason, p *capture.Packet, k *protocol.Knock, extra ...slog.Attr) {
-	e.counters.add(r)
-	ok, suppressed := e.limit.allow(r)
+	ok, suppressed := e.countRefusal(r)
 	if !ok {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("reason", r.String()), slog.Any("src", p.Src))
-	ev := Event{Kind: EventKnock, Verdict: r, Protocol: "classic", Src: p.Src, Dst: p.Dst}
+	ev := Event{Kind: EventKnock, Verdict: r, Protocol: protocolClassic, Src: p.Src, Dst: p.Dst}
 	if k != nil {
 		ev.Group, ev.Port = k.GroupString(), k.Port
-		attrs = append(attrs, slog.String("group", ev.Group), slog.Int("port", int(k.Port)))
+	}
+	e.reportRefusal(level, ev, suppressed, extra...)
+}
+
+// Protocol names of knock events.
+const (
+	protocolClassic = "classic"
+	protocolModern  = "modern"
+)
+
+// countRefusal counts a refused knock and says whether its log record and
+// event may go out (CLASSIC-4.5/3), with how many were suppressed since
+// the last that did.
+func (e *Engine) countRefusal(r Reason) (bool, uint64) {
+	e.counters.add(r)
+	return e.limit.allow(r)
+}
+
+// reportRefusal logs and reports the refusal ev, which countRefusal let
+// through.
+func (e *Engine) reportRefusal(level slog.Level, ev Event, suppressed uint64, extra ...slog.Attr) {
+	attrs := make([]slog.Attr, 0, 8+len(extra))
+	attrs = append(attrs, slog.String("reason", ev.Verdict.String()), slog.Any("src", ev.Src))
+	if ev.Protocol != protocolClassic {
+		attrs = append(attrs, slog.String("protocol", ev.Protocol))
+	}
+	if ev.Group != "" {
+		attrs = append(attrs, slog.String("group", ev.Group))
+	}
+	if ev.Port != 0 {
+		attrs = append(attrs, slog.Int("port", int(ev.Port)))
 	}
 	attrs = append(attrs, extra...)
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Uint64("suppressed_since_last", suppressed))
 	}
-	e.log.LogAttrs(context.Background(), level, "knock refused: "+r.Describe(), attrs...)
+	e.log.LogAttrs(context.Background(), level, "knock refused: "+ev.Verdict.Describe(), attrs...)
 	e.emit(ev)
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/firewall"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/protocol"
 )
 
 // ServiceOptions are doormand's command-line choices.
@@ -47,6 +48,7 @@ type Service struct {
 	logFile *os.File
 	level   *slog.LevelVar
 	events  *eventWriter
+	opener  *protocol.Opener // the private key for modern knocks; nil = none
 }
 
 // LoadService reads the configuration and the guest list and sets up
@@ -71,6 +73,10 @@ func LoadService(o ServiceOptions) (*Service, *Guests, error) {
 	}
 	guests, err := s.loadGuests()
 	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	if s.opener, err = loadModernKey(cfg, guests, !o.Debug, s.log); err != nil {
 		s.Close()
 		return nil, nil, err
 	}
@@ -138,13 +144,15 @@ func (s *Service) Close() {
 }
 
 func (s *Service) settings() Settings {
-	return Settings{
+	st := Settings{
 		Interface: s.cfg.Interface,
 		WaitFor:   s.cfg.WaitFor,
 		Delay1:    s.cfg.ConnDelay1,
 		Delay2:    s.cfg.ConnDelay2,
 		MaxDoors:  s.cfg.MaxDoors,
 	}
+	modernSettings(s.cfg, &st)
+	return st
 }
 
 // Firewall builds the configured backend.
@@ -222,6 +230,8 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 			}
 		}
 	}()
+	var stamps *replay.Stamps
+	defer s.closeStamps(&stamps)
 	var src *capture.Conn
 	open := func(ctx context.Context) (PacketSource, ReplayStore, error) {
 		if err := os.MkdirAll(filepath.Dir(s.cfg.HashArchive), 0o700); err != nil {
@@ -248,13 +258,13 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	}
 	defer conns.Close()
 	eng := New(Options{Settings: s.settings(), Guests: guests, Firewall: fw, Open: open,
-		Conns: conns, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
+		Opener: s.opener, OpenStamps: s.stampOpener(&stamps), Conns: conns, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
 		Events: func(ev Event) {
 			if ev.Kind == EventReady {
 				s.warnBlockers()
 				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
 					"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
-					"guests", guests.Len(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
+					"guests", guests.Len(), "modern_guests", guests.Modern(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
 			}
 			s.events.write(ev)
 		}})
@@ -308,6 +318,12 @@ func (s *Service) reload(eng *Engine) {
 		fail("reload failed: guest list kept as it was", fmt.Errorf("%s: %w", cfg.GuestList, gerr))
 		return
 	}
+	opener, kerr := loadModernKey(cfg, guests, !s.opts.Debug, s.log)
+	if kerr != nil {
+		s.cfg = old
+		fail("reload failed: configuration and guest list kept as they were", kerr)
+		return
+	}
 	for _, w := range warns {
 		s.log.Warn("config: " + w.String())
 	}
@@ -318,17 +334,21 @@ func (s *Service) reload(eng *Engine) {
 		cfg.LinkHeaderLength != old.LinkHeaderLength || cfg.PidFile != old.PidFile || cfg.LogFile != old.LogFile ||
 		cfg.LogGroup != old.LogGroup {
 		s.log.Warn("reload: changes to interface, port, capture, link-header-length, firewall settings, " +
-			"hash-archive, pidfile and logfile take effect on restart; the guest list, timers and loglevel are reloaded")
+			"hash-archive, pidfile and logfile take effect on restart; the guest list, timers, loglevel, classic, " +
+			"the private key and the modern keywords are reloaded")
 		// Keep running with what is open.
 		keep := *old
 		keep.GuestList, keep.WaitFor, keep.ConnDelay1, keep.ConnDelay2 = cfg.GuestList, cfg.WaitFor, cfg.ConnDelay1, cfg.ConnDelay2
 		keep.LogLevel, keep.StatsInterval, keep.MaxDoors = cfg.LogLevel, cfg.StatsInterval, cfg.MaxDoors
+		keepModernReloadable(&keep, cfg)
 		cfg = &keep
 		s.cfg = cfg
 	}
 	if !s.opts.Debug {
 		s.level.Set(cfg.LogLevel)
 	}
+	s.opener = opener
+	eng.SetOpener(opener)
 	eng.Reload(s.settings(), guests)
 	s.warnBlockers()
 	s.log.Info("reloaded", "guests", guests.Len())

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/doorman-project/doorman/daemon/config"
+	"github.com/doorman-project/doorman/protocol"
 )
 
 // These tests run the real doormand and knock binaries in two network
@@ -91,6 +95,11 @@ func must(t *testing.T, name string, args ...string) string {
 }
 
 func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
+	return newE2EWith(t, backend, ruleset, extraCfg, "")
+}
+
+// newE2EWith is newE2E with more lines for the guest list.
+func newE2EWith(t *testing.T, backend, ruleset, extraCfg, extraGuests string) *e2e {
 	requireRoot(t)
 	bin := buildBinaries(t)
 	var r [3]byte
@@ -122,7 +131,7 @@ func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 	}
 	cf += extraCfg
 	os.WriteFile(filepath.Join(e.dir, "doormand.cf"), []byte(cf), 0o600)
-	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24 2001:db8::/64\n"), 0o600)
+	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24 2001:db8::/64\n"+extraGuests), 0o600)
 	e.listen()
 	e.start()
 	return e
@@ -747,6 +756,312 @@ func TestIntegrationShortConnection(t *testing.T) {
 				}
 			}
 			e.waitNoRules(3 * time.Second)
+		})
+	}
+}
+
+// modernE2E is an e2e run with the modern protocol: the doorman's key pair,
+// a modern guest bob (ports 2222 and 22 from 198.18.0.0/24) beside the
+// classic alice, and the client's key and .knockcf with the doorman's
+// server record.
+type modernE2E struct {
+	*e2e
+	server, client protocol.PrivateKey
+	knockcf        string
+}
+
+// raceIP is a second address of the client namespace: an attacker on the
+// client's network, inside bob's address entries.
+const raceIP = "198.18.0.3"
+
+func newModernE2E(t *testing.T, backend, ruleset, extraCfg string) *modernE2E {
+	requireRoot(t)
+	keys := t.TempDir()
+	m := &modernE2E{server: newKey(t), client: newKey(t)}
+	if err := config.WritePrivateKey(filepath.Join(keys, "doormand.key"), &m.server); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.WritePrivateKey(filepath.Join(keys, "knock.key"), &m.client); err != nil {
+		t.Fatal(err)
+	}
+	m.knockcf = filepath.Join(keys, "knockcf")
+	os.WriteFile(m.knockcf, []byte(fmt.Sprintf("server %s %s\nprivate-key %s\n", serverIP, m.server.Public(),
+		filepath.Join(keys, "knock.key"))), 0o600)
+	m.e2e = newE2EWith(t, backend, ruleset, extraCfg+"private-key "+filepath.Join(keys, "doormand.key")+"\n",
+		"bob pubkey."+m.client.Public().String()+" 2222 22 198.18.0.0/24 2001:db8::/64\n")
+	must(t, "ip", "-n", m.cli, "addr", "add", raceIP+"/24", "dev", m.prefix+"b")
+	return m
+}
+
+func newKey(t *testing.T) protocol.PrivateKey {
+	k, err := protocol.NewPrivateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// knockModern runs the knock binary in the client namespace: a modern
+// knock, since .knockcf has a server record for the host.
+func (m *modernE2E) knockModern(args ...string) {
+	m.t.Helper()
+	args = append([]string{"netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf}, args...)
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		m.t.Fatalf("knock %v: %v\n%s", args, err, out)
+	}
+}
+
+// modernPayload is what knock --dry-run makes for port: a modern knock
+// stating the client's address, made now.
+func (m *modernE2E) modernPayload(port int) []byte {
+	m.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf, "--dry-run",
+		serverIP, fmt.Sprint(port)).Output()
+	if err != nil {
+		m.t.Fatalf("knock --dry-run: %v", err)
+	}
+	p, err := hex.DecodeString(strings.TrimSpace(string(out)))
+	if err != nil || len(p) != protocol.ModernKnockLen {
+		m.t.Fatalf("knock --dry-run printed %q", out)
+	}
+	return p
+}
+
+// seal makes a knock from the client's key to server for r, with r.Time
+// now if unset.
+func (m *modernE2E) seal(server protocol.PublicKey, r protocol.Request) []byte {
+	m.t.Helper()
+	if r.Time == 0 {
+		r.Time = uint64(time.Now().UnixNano())
+	}
+	p, err := protocol.SealKnock(nil, &m.client, server, &r, rand.Reader)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return p
+}
+
+// sendFrom sends payload from the client namespace's address src.
+func (e *e2e) sendFrom(src string, payload []byte) {
+	e.t.Helper()
+	inNS(e.t, e.cli, func() {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(serverIP), Port: 1001})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		c.Write(payload)
+		c.Close()
+	})
+}
+
+// dialFromPort is dial from the client's TCP source port sport.
+func (e *e2e) dialFromPort(sport, port int) net.Conn {
+	var c net.Conn
+	inNS(e.t, e.cli, func() {
+		d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientIP), Port: sport}}
+		var err error
+		if c, err = d.Dial("tcp", net.JoinHostPort(serverIP, fmt.Sprint(port))); err != nil {
+			c = nil
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello\n" {
+			c.Close()
+			c = nil
+		}
+	})
+	return c
+}
+
+func knockAccepted(protocol string) func(event) bool {
+	return func(ev event) bool {
+		return ev.is("knock") && ev.str("verdict") == "accepted" && ev.str("protocol") == protocol
+	}
+}
+
+// counter asks doormand for its counters (SIGUSR1) and returns name's.
+func (e *e2e) counter(name string) float64 {
+	e.t.Helper()
+	isCounters := func(ev event) bool { return ev.is("counters") }
+	n := e.countEvents(isCounters)
+	e.daemon.Process.Signal(syscall.SIGUSR1)
+	e.waitEvents(isCounters, n+1, 3*time.Second, "counters")
+	var v float64
+	for _, ev := range e.events() {
+		if ev.is("counters") {
+			c, _ := ev["counters"].(map[string]any)
+			v, _ = c[name].(float64)
+		}
+	}
+	return v
+}
+
+// TestIntegrationModern is the modern protocol's acceptance run (issue
+// "modern protocol", phase 2b): a modern knock opens a door for one
+// connection; replayed, also after a restart and after kill -9, it is
+// stale (MODERN-12.17); raced from another address it is refused and the
+// real client still gets in (MODERN-12.15); a knock for another doorman is
+// dropped at mac1 (MODERN-12.6); a skewed clock is refused with its skew
+// in the event (MODERN-12.14); classic off, set by a reload, refuses
+// classic knocks and keeps modern ones (MODERN-12.20/3).
+func TestIntegrationModern(t *testing.T) {
+	m := newModernE2E(t, "nftables", nftPolicyDrop, "")
+
+	// The knock binary's modern knock: one connection.
+	m.knockModern(serverIP, fmt.Sprint(svcPort))
+	m.waitEvent(doorArmed, 3*time.Second, "door armed for a modern knock")
+	conn := m.dial(svcPort)
+	if conn == nil {
+		t.Fatal("door did not open after a modern knock")
+	}
+	if c2 := m.dial(svcPort); c2 != nil {
+		c2.Close()
+		t.Fatal("a second connection got in (CLASSIC-6.2)")
+	}
+	conn.Close()
+	for _, ev := range m.events() {
+		if knockAccepted("modern")(ev) && (ev.str("group") != "bob" || ev.str("source") != "stated" || ev.str("src") != clientIP) {
+			t.Fatalf("accepted knock reported as %v", ev)
+		}
+	}
+
+	// Replayed: stale.
+	p := m.modernPayload(svcPort)
+	m.send(p)
+	m.waitEvents(knockAccepted("modern"), 2, 3*time.Second, "second modern knock accepted")
+	m.send(p)
+	m.waitEvent(knockRefused("stale"), 3*time.Second, "replay refused as stale")
+	m.waitEvents(doorArmed, 2, 3*time.Second, "door armed for the second knock")
+	if conn := m.dial(svcPort); conn == nil { // the door of the knock, not of its replay
+		t.Fatal("no door for the second knock")
+	} else {
+		conn.Close()
+	}
+	if c := m.dial(svcPort); c != nil {
+		c.Close()
+		t.Fatal("the replay opened a door")
+	}
+
+	// Raced from another address: refused, and the genuine knock, which
+	// arrives second, opens the door for the client.
+	raced := m.modernPayload(svcPort)
+	m.sendFrom(raceIP, raced)
+	m.waitEvent(knockRefused("source-mismatch"), 3*time.Second, "raced knock refused")
+	m.sendFrom(clientIP, raced)
+	m.waitEvents(knockAccepted("modern"), 3, 3*time.Second, "genuine knock accepted after the race")
+	m.waitEvents(doorArmed, 3, 3*time.Second, "door armed after the race")
+	if conn := m.dial(svcPort); conn == nil {
+		t.Fatal("the client did not get in after the raced knock")
+	} else {
+		conn.Close()
+	}
+
+	// For another doorman: dropped at mac1, counted, no door.
+	other := newKey(t)
+	m.send(m.seal(other.Public(), protocol.Request{Port: svcPort, Source: netip.MustParseAddr(clientIP)}))
+	deadline := time.Now().Add(3 * time.Second)
+	for m.counter("bad-mac1") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the knock for another doorman was not counted as bad-mac1")
+		}
+	}
+
+	// A clock 93 s ahead: refused, and the event says by how much.
+	m.send(m.seal(m.server.Public(), protocol.Request{Time: uint64(time.Now().Add(93 * time.Second).UnixNano()),
+		Port: svcPort, Source: netip.MustParseAddr(clientIP)}))
+	m.waitEvent(knockRefused("clock-skew"), 3*time.Second, "skewed knock refused")
+	for _, ev := range m.events() {
+		if knockRefused("clock-skew")(ev) {
+			if skew, _ := ev["skew_ms"].(float64); skew < 92000 || skew > 94000 {
+				t.Fatalf("skew reported as %v ms, want about 93000", ev["skew_ms"])
+			}
+		}
+	}
+	if c := m.dial(svcPort); c != nil {
+		c.Close()
+		t.Fatal("port open after the refused knocks")
+	}
+
+	// Stale after a restart and after kill -9 (MODERN-12.17/2).
+	p2 := m.modernPayload(svcPort)
+	m.send(p2)
+	m.waitEvents(knockAccepted("modern"), 4, 3*time.Second, "knock before the kill")
+	m.stop(syscall.SIGKILL)
+	m.start()
+	m.send(p2)
+	m.send(p)
+	m.waitEvents(knockRefused("stale"), 2, 3*time.Second, "stale after kill -9")
+	if err := m.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("doormand exit after SIGTERM: %v", err)
+	}
+	m.start()
+	m.send(p2)
+	m.waitEvents(knockRefused("stale"), 1, 3*time.Second, "stale after a restart")
+
+	// classic off, by a reload: classic knocks are refused, modern ones
+	// still open doors.
+	cf := filepath.Join(m.dir, "doormand.cf")
+	b, _ := os.ReadFile(cf)
+	os.WriteFile(cf, append(b, "classic off\n"...), 0o600)
+	m.daemon.Process.Signal(syscall.SIGHUP)
+	m.waitEvent(func(ev event) bool { return ev.is("reload") && ev["ok"] == true }, 3*time.Second, "reload")
+	m.knock(svcPort)
+	m.waitEvent(knockRefused("classic-disabled"), 3*time.Second, "classic knock refused")
+	if c := m.dial(svcPort); c != nil {
+		c.Close()
+		t.Fatal("a classic knock opened a door with classic off")
+	}
+	m.knockModern(serverIP, fmt.Sprint(svcPort))
+	m.waitEvent(doorArmed, 3*time.Second, "door armed for a modern knock with classic off")
+	if conn := m.dial(svcPort); conn == nil {
+		t.Fatal("no door for a modern knock with classic off")
+	} else {
+		conn.Close()
+	}
+
+	// knock --wait, with which the README has a user check the setup.
+	armed := m.countEvents(doorArmed)
+	if out, err := exec.Command("ip", "netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf,
+		"--wait=2s", serverIP, fmt.Sprint(svcPort)).CombinedOutput(); err != nil {
+		t.Fatalf("knock --wait: %v\n%s", err, out)
+	}
+	m.waitEvents(doorArmed, armed+2, 3*time.Second, "the fresh door knock --wait leaves")
+	if conn := m.dial(svcPort); conn == nil {
+		t.Fatal("no door after knock --wait")
+	} else {
+		conn.Close()
+	}
+}
+
+// TestIntegrationModernSourcePort: a knock that states its TCP source port
+// opens a door for that 4-tuple only (MODERN-12.18), with the nftables and
+// the script backends.
+func TestIntegrationModernSourcePort(t *testing.T) {
+	for _, c := range []struct{ backend, ruleset string }{
+		{"nftables", nftPolicyDrop},
+		{"script", iptPolicyDrop},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			m := newModernE2E(t, c.backend, c.ruleset, "waitfor 4\n")
+			const sport = 40123
+			m.send(m.seal(m.server.Public(), protocol.Request{Port: svcPort, Source: netip.MustParseAddr(clientIP), SourcePort: sport}))
+			m.waitEvent(func(ev event) bool { return knockAccepted("modern")(ev) && ev["src_port"] == float64(sport) },
+				3*time.Second, "knock with a source port accepted")
+			m.waitRules(3 * time.Second)
+			if conn := m.dialFromPort(sport+1, svcPort); conn != nil {
+				conn.Close()
+				t.Fatal("another source port got through a pinned door")
+			}
+			if conn := m.dial(svcPort); conn != nil {
+				conn.Close()
+				t.Fatal("any source port got through a pinned door")
+			}
+			conn := m.dialFromPort(sport, svcPort)
+			if conn == nil {
+				t.Fatal("the stated 4-tuple did not get through")
+			}
+			conn.Close()
+			m.waitNoRules(4 * time.Second)
 		})
 	}
 }

@@ -3,6 +3,7 @@
 // README.md.
 //
 //	doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
+//	doormand keygen [FILE] | pubkey
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/protocol"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -53,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, n := range []string{"f", "config"} {
 		fs.StringVar(&cfgPath, n, config.DefaultConfigPath, "configuration file")
 	}
-	fs.BoolVar(&check, "check", false, "check the configuration and guest list, then exit")
+	fs.BoolVar(&check, "check", false, "check the configuration, guest list and private key, then exit")
 	fs.StringVar(&events, "events", "", "append the event stream (JSON lines) to `file`; - = stdout")
 	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
 	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
@@ -61,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
        doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay | --repair-replay
+       doormand keygen [-D] [-f config-file] [FILE]
+       doormand pubkey [-D] [-f config-file]
 
   -h, --help            show this help
   -v, --version         print the version and the protocols spoken
@@ -71,7 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
                         link type and the link-header length in use
   -p, --pidfile FILE    pid file (overrides the configuration's pidfile)
   -f, --config FILE     configuration (default `+config.DefaultConfigPath+`)
-      --check           check the configuration and guest list, then exit
+      --check           check the configuration, the guest list and the private
+                        key (needed if the list has modern guests), then exit
       --events FILE     append the event stream (one JSON object a line: ready,
                         knock, door, firewall, reload, counters, stopped) to
                         FILE for tools and tests; - writes it to stdout
@@ -79,9 +84,16 @@ func run(args []string, stdout, stderr io.Writer) int {
                         merge a Doorman 0.81 hash archive into the replay store
       --prune-replay    drop replay digests of groups whose secret changed or
                         that were removed (with the daemon stopped)
-      --repair-replay   rewrite a replay store that doormand refuses as damaged,
+      --repair-replay   rewrite a replay store (and the stamp store of modern
+                        knocks beside it) that doormand refuses as damaged,
                         keeping every record that checks and the original as
                         FILE.damaged (with the daemon stopped)
+
+Modern knocks (key pairs instead of secrets) need the doorman's key pair:
+  keygen [FILE]         write a new private key to FILE (default: the
+                        configuration's private-key), never over an existing
+                        file, and print its public key for the knockers
+  pubkey                print the public key of the configured private key
 
 Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exit.
 `)
@@ -95,7 +107,9 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		return 0
 	}
 	if showVersion {
-		fmt.Fprintf(stdout, "doormand %s (protocols: classic/Doorman 0.81)\n", version)
+		// As knock --version prints it.
+		fmt.Fprintf(stdout, "doormand %s\nprotocols: classic (Doorman 0.81), modern (%s, spec section 12)\n",
+			version, protocol.NoiseProtocolName)
 		return 0
 	}
 	if fs.NArg() > 0 {
@@ -117,7 +131,7 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 
 	switch {
 	case check:
-		fmt.Fprintf(stdout, "%s: ok (%d guests)\n", cfgPath, guests.Len())
+		fmt.Fprintf(stdout, "%s: ok (%d guests, %d modern)\n", cfgPath, guests.Len(), guests.Modern())
 		return 0
 	case importArchive != "" || prune || repair:
 		// The offline tools write the store: only where nobody else can
@@ -153,23 +167,21 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		fmt.Fprintf(stdout, "pruned %d digests from %s\n", n, cfg.HashArchive)
 		return 0
 	case repair:
-		rep, err := replay.Repair(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize})
-		if err != nil {
-			fmt.Fprintf(stderr, "doormand: %v\n", err)
-			return 1
-		}
-		switch {
-		case !rep.Rewritten && rep.DamagedBytes == 0:
-			fmt.Fprintf(stdout, "%s: %d records, nothing to repair\n", cfg.HashArchive, rep.Records)
-		case rep.DamagedBytes == 0:
-			fmt.Fprintf(stdout, "rewrote %s: %d records, nothing dropped\n", cfg.HashArchive, rep.Records)
-		default:
-			fmt.Fprintf(stdout, "repaired %s: kept %d records, dropped %d bytes in %d places in which no record checks",
-				cfg.HashArchive, rep.Records, rep.DamagedBytes, rep.Places)
-			if rep.Backup != "" {
-				fmt.Fprintf(stdout, "; original kept as %s", rep.Backup)
+		// Each store that exists; the replay store's error if neither does.
+		var paths []string
+		for _, p := range []string{cfg.HashArchive, cfg.StampFile()} {
+			if _, err := os.Lstat(p); err == nil {
+				paths = append(paths, p)
 			}
-			fmt.Fprintln(stdout)
+		}
+		if len(paths) == 0 {
+			paths = []string{cfg.HashArchive}
+		}
+		for _, path := range paths {
+			if err := repairStore(path, cfg.HashArchiveSize, stdout); err != nil {
+				fmt.Fprintf(stderr, "doormand: %v\n", err)
+				return 1
+			}
 		}
 		return 0
 	}
@@ -182,4 +194,30 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		return 1
 	}
 	return 0
+}
+
+// repairStore runs --repair-replay on one store file (the replay store or
+// the stamp store) and says what it did.
+func repairStore(path string, capacity int, stdout io.Writer) error {
+	if err := config.CheckStatePath(path); err != nil {
+		return err
+	}
+	rep, err := replay.Repair(path, replay.Options{Capacity: capacity})
+	if err != nil {
+		return err
+	}
+	switch {
+	case !rep.Rewritten && rep.DamagedBytes == 0:
+		fmt.Fprintf(stdout, "%s: %d records, nothing to repair\n", path, rep.Records)
+	case rep.DamagedBytes == 0:
+		fmt.Fprintf(stdout, "rewrote %s: %d records, nothing dropped\n", path, rep.Records)
+	default:
+		fmt.Fprintf(stdout, "repaired %s: kept %d records, dropped %d bytes in %d places in which no record checks",
+			path, rep.Records, rep.DamagedBytes, rep.Places)
+		if rep.Backup != "" {
+			fmt.Fprintf(stdout, "; original kept as %s", rep.Backup)
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
 }

@@ -26,12 +26,14 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "usage: doormand"},
 		{[]string{"--help"}, 0, "--import-archive"},
-		{[]string{"-v"}, 0, "classic"},
+		{[]string{"-v"}, 0, "protocols: classic (Doorman 0.81), modern (Noise_X_25519_ChaChaPoly_BLAKE2s, spec section 12)"},
+		{[]string{"-h"}, 0, "doormand keygen [-D] [-f config-file] [FILE]"},
+		{[]string{"-h"}, 0, "doormand pubkey"},
 		{[]string{"-Q"}, 2, "not defined: -Q"},
 		{[]string{"-D", "stray"}, 2, `unexpected argument "stray"`},
 		{[]string{"-D", "-f", filepath.Join(dir, "missing.cf")}, 1, "missing.cf"},
 		{[]string{"-D", "-f", bad}, 1, `bad.cf:2: port "70000": must be 1-65535`},
-		{[]string{"-D", "-f", good, "--check"}, 0, "ok (1 guests)"},
+		{[]string{"-D", "-f", good, "--check"}, 0, "ok (1 guests, 0 modern)"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)

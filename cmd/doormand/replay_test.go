@@ -78,3 +78,45 @@ func writeConfig(t *testing.T, dir, store string) string {
 	os.WriteFile(cf, []byte("interface eth0\nguestlist "+guests+"\nhash-archive "+store+"\n"), 0o600)
 	return cf
 }
+
+// TestRepairStamps: --repair-replay also repairs the stamp store of modern
+// knocks beside the replay store, which doormand refuses to start with
+// when damaged (MODERN-12.17/2), and keeps every record that checks.
+func TestRepairStamps(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "replay")
+	cf := writeConfig(t, dir, store)
+	st, err := replay.OpenStamps(store+".stamps", replay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g := range byte(3) {
+		if _, err := st.Advance([32]byte{g + 1}, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	f, err := os.OpenFile(store+".stamps", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xFF}, 64+64+5) // the second record's guest key
+	f.Close()
+	if _, err := replay.OpenStamps(store+".stamps", replay.Options{}); err == nil {
+		t.Fatal("a damaged stamp store opens: the test shows nothing")
+	}
+
+	var out, errb bytes.Buffer
+	if code := run([]string{"-D", "-f", cf, "--repair-replay"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "repaired "+store+".stamps: kept 2 records") {
+		t.Fatalf("exit %d, %q %q", code, out.String(), errb.String())
+	}
+	st, err = replay.OpenStamps(store+".stamps", replay.Options{})
+	if err != nil {
+		t.Fatalf("after the repair: %v", err)
+	}
+	defer st.Close()
+	if last, ok := st.Last([32]byte{1}); !ok || last != 100 || st.Len() != 2 {
+		t.Fatalf("after the repair: guest 1 at %d %v, %d guests", last, ok, st.Len())
+	}
+}

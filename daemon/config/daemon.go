@@ -475,6 +475,10 @@ func LoadDaemon(path string, checkPerms bool) (*Daemon, []Warning, error) {
 	return d, warnings, nil
 }
 
+// StampFile returns the modern protocol's stamp store (MODERN-12.17), kept
+// next to the replay store: HashArchive + ".stamps".
+func (d *Daemon) StampFile() string { return d.HashArchive + ".stamps" }
+
 // resolvePaths makes the relative paths of d absolute, against dir.
 func (d *Daemon) resolvePaths(dir string) {
 	for _, p := range []*string{&d.GuestList, &d.FirewallAdd, &d.FirewallDel, &d.HashArchive, &d.LogFile, &d.PidFile, &d.PrivateKey} {
