@@ -18,10 +18,8 @@ import (
 	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/version"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -95,7 +93,8 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		return 0
 	}
 	if showVersion {
-		fmt.Fprintf(stdout, "doormand %s (protocols: classic/Doorman 0.81)\n", version)
+		// Modern knocks are counted and dropped until the daemon verifies them.
+		fmt.Fprintln(stdout, version.Line("doormand", version.Classic))
 		return 0
 	}
 	if fs.NArg() > 0 {

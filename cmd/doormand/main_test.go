@@ -26,7 +26,8 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "usage: doormand"},
 		{[]string{"--help"}, 0, "--import-archive"},
-		{[]string{"-v"}, 0, "classic"},
+		{[]string{"-v"}, 0, "doormand "},
+		{[]string{"--version"}, 0, " (protocols: classic 1.0/Doorman 0.81)\n"},
 		{[]string{"-Q"}, 2, "not defined: -Q"},
 		{[]string{"-D", "stray"}, 2, `unexpected argument "stray"`},
 		{[]string{"-D", "-f", filepath.Join(dir, "missing.cf")}, 1, "missing.cf"},
