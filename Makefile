@@ -1,5 +1,5 @@
 # Doorman: build, test, lint, demo, install, package. Targets that need the
-# kernel (test, demo) must run as root; `make deps` installs the
+# kernel (test, demo, deb-test) must run as root; `make deps` installs the
 # system packages they use.
 GO      ?= go
 BIN     := bin
@@ -15,7 +15,7 @@ DESCRIBE := $(shell git describe --tags --always --dirty --match 'v[0-9]*' 2>/de
 VERSION  ?= $(if $(filter v$(RELEASE),$(DESCRIBE)),$(RELEASE),$(RELEASE)-dev$(if $(DESCRIBE),+$(subst -,.,$(DESCRIBE))))
 LDFLAGS  := -s -w -X github.com/doorman-project/doorman/version.stamp=$(VERSION)
 
-.PHONY: all build test lint fuzz cross demo deps clean man install uninstall install-test
+.PHONY: all build test lint fuzz cross demo deps clean man install uninstall install-test deb deb-test
 
 all: build
 
@@ -151,6 +151,24 @@ uninstall:
 # Installs into a scratch DESTDIR and checks what was written.
 install-test:
 	packaging/install-test
+
+# The Debian package, built with dpkg-deb from a make install tree, for the
+# architecture Go builds for (GOARCH=arm64 make deb cross-builds).
+DEB_ARCH    := $(shell $(GO) env GOARCH | sed -e 's/^386$$/i386/' -e 's/^arm$$/armhf/' -e 's/^ppc64le$$/ppc64el/')
+DEB_VERSION  = $(subst -dev,~dev,$(VERSION))-1
+DEB          = $(BIN)/doorman_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb:
+	rm -rf $(BIN)/deb
+	$(MAKE) --no-print-directory install VERSION='$(VERSION)' DESTDIR='$(CURDIR)/$(BIN)/deb' \
+		PREFIX=/usr CONFDIR=/etc/doorman LIBDIR=/usr/lib/doorman UNITDIR=/lib/systemd/system
+	packaging/deb/build $(BIN)/deb '$(DEB_VERSION)' $(DEB_ARCH) $(DEB)
+	@echo $(DEB)
+
+# Installs the package on this machine and runs it in network namespaces
+# of its own: install, knock, remove, purge (packaging/deb-test). Needs root;
+# refuses to run where a doorman package is installed already.
+deb-test: deps deb
+	packaging/deb-test $(DEB)
 
 clean:
 	rm -rf $(BIN)
