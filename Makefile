@@ -120,7 +120,8 @@ CF_SUBST   := /etc/doorman/guestlist=$(CONFDIR)/guestlist /usr/lib/doorman/=$(LI
 # subst FILE PAIRS... > OUT: replace each FROM=TO, failing if FROM is missing.
 SUBST := packaging/subst
 
-install: build man
+install: man
+	@$(MAKE) --no-print-directory build CMDS='doormand knock' VERSION='$(VERSION)'
 	@d='$(DESTDIR)'; \
 	$(INSTALL) -d $$d$(SBINDIR) $$d$(BINDIR) $$d$(LIBDIR) $$d$(UNITDIR) $$d$(DOCDIR)/examples \
 		$$d$(MANDIR)/man1 $$d$(MANDIR)/man5 $$d$(MANDIR)/man8 $$d$(CONFDIR) && \
