@@ -15,9 +15,13 @@ DESCRIBE := $(shell git describe --tags --always --dirty --match 'v[0-9]*' 2>/de
 VERSION  ?= $(if $(filter v$(RELEASE),$(DESCRIBE)),$(RELEASE),$(RELEASE)-dev$(if $(DESCRIBE),+$(subst -,.,$(DESCRIBE))))
 LDFLAGS  := -s -w -X github.com/doorman-project/doorman/version.stamp=$(VERSION)
 
-.PHONY: all build test lint fuzz cross demo deps clean man install uninstall install-test deb deb-test
+.PHONY: all print-version build test lint fuzz cross demo deps clean man install uninstall install-test deb deb-test
 
 all: build
+
+# The version make stamps into the programs.
+print-version:
+	@echo $(VERSION)
 
 build:
 	@mkdir -p $(BIN)
@@ -156,7 +160,9 @@ install-test:
 # The Debian package, built with dpkg-deb from a make install tree, for the
 # architecture Go builds for (GOARCH=arm64 make deb cross-builds).
 DEB_ARCH    := $(shell $(GO) env GOARCH | sed -e 's/^386$$/i386/' -e 's/^arm$$/armhf/' -e 's/^ppc64le$$/ppc64el/')
-DEB_VERSION  = $(subst -dev,~dev,$(VERSION))-1
+# A semantic pre-release (1.0.0-dev+...) sorts before its release in
+# Debian's order only with a tilde: 1.0.0~dev+...-1.
+DEB_VERSION  = $(shell echo '$(VERSION)' | sed 's/-/~/')-1
 DEB          = $(BIN)/doorman_$(DEB_VERSION)_$(DEB_ARCH).deb
 deb:
 	rm -rf $(BIN)/deb
