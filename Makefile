@@ -1,15 +1,27 @@
-# Doorman: build, test, lint, demo. Targets that need the kernel (test, demo)
-# must run as root; `make deps` installs the system packages they use.
+# Doorman: build, test, lint, demo, install, package. Targets that need the
+# kernel (test, demo, deb-test) must run as root; `make deps` installs the
+# system packages they use.
 GO      ?= go
 BIN     := bin
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
 CMDS    := doormand knock doorman-sim doorman-conformance
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test lint fuzz cross demo deps clean
+# version/VERSION holds the release number. A build of the tag v<release>
+# is that release; any other build is a pre-release of it that names its
+# commit, such as 1.0.0-dev+01534cf.dirty. Right after tagging a release,
+# raise version/VERSION to the next one.
+RELEASE  := $(shell cat version/VERSION)
+DESCRIBE := $(shell git describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)
+VERSION  ?= $(if $(filter v$(RELEASE),$(DESCRIBE)),$(RELEASE),$(RELEASE)-dev$(if $(DESCRIBE),+$(subst -,.,$(DESCRIBE))))
+LDFLAGS  := -s -w -X github.com/doorman-project/doorman/version.stamp=$(VERSION)
+
+.PHONY: all print-version build test lint fuzz cross demo deps clean man install uninstall install-test deb deb-test
 
 all: build
+
+# The version make stamps into the programs.
+print-version:
+	@echo $(VERSION)
 
 build:
 	@mkdir -p $(BIN)
@@ -74,6 +86,96 @@ deps:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else echo "missing:$$missing (kernel tests will skip)"; fi; \
 	fi
+
+# Manual pages: roff from the markdown in docs/ (NAME.SECTION.md), made by
+# go-md2man, a tool of this module (go.mod), into $(BIN)/man.
+MAN_PAGES := $(patsubst docs/%.md,%,$(wildcard docs/*.[1-8].md))
+MAN_DATE  := $(shell git log -1 --format=%cs 2>/dev/null)
+man:
+	@mkdir -p $(BIN)/man
+	@for p in $(MAN_PAGES); do \
+		sed -e 's/@VERSION@/$(VERSION)/g' -e 's/@DATE@/$(MAN_DATE)/g' docs/$$p.md | $(GO) tool go-md2man >$(BIN)/man/$$p.tmp && \
+		mv $(BIN)/man/$$p.tmp $(BIN)/man/$$p || exit 1; \
+	done
+
+# make install [DESTDIR=...] [PREFIX=/usr/local]: doormand, the client as
+# doorman-knock (Debian's knockd owns /usr/bin/knock), the 0.81 firewall
+# scripts, manual pages, the systemd unit with these paths, documentation
+# and examples, and doormand.cf and the guest list in CONFDIR unless they
+# exist. PREFIX=/usr/local keeps CONFDIR at doormand's built-in default,
+# /usr/local/etc/doormand/doormand.cf.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+CONFDIR    ?= $(SYSCONFDIR)/doormand
+LIBDIR     ?= $(PREFIX)/lib/doorman
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/doorman
+INSTALL    ?= install
+
+# The paths written in packaging/doormand.service and the shipped
+# doormand.cf, and what install writes instead.
+UNIT_SUBST := /usr/local/sbin/doormand=$(SBINDIR)/doormand \
+	/usr/local/etc/doormand/doormand.cf=$(CONFDIR)/doormand.cf \
+	/usr/share/doc/doorman/=$(DOCDIR)/
+CF_SUBST   := /etc/doorman/guestlist=$(CONFDIR)/guestlist /usr/lib/doorman/=$(LIBDIR)/
+# subst FILE PAIRS... > OUT: replace each FROM=TO, failing if FROM is missing.
+SUBST := packaging/subst
+
+install: man
+	@$(MAKE) --no-print-directory build CMDS='doormand knock' VERSION='$(VERSION)'
+	@d='$(DESTDIR)'; \
+	$(INSTALL) -d $$d$(SBINDIR) $$d$(BINDIR) $$d$(LIBDIR) $$d$(UNITDIR) $$d$(DOCDIR)/examples \
+		$$d$(MANDIR)/man1 $$d$(MANDIR)/man5 $$d$(MANDIR)/man8 $$d$(CONFDIR) && \
+	$(INSTALL) -m 755 $(BIN)/doormand $$d$(SBINDIR)/doormand && \
+	$(INSTALL) -m 755 $(BIN)/knock $$d$(BINDIR)/doorman-knock && \
+	$(INSTALL) -m 750 daemon/firewall/scripts/iptables-add daemon/firewall/scripts/iptables-del $$d$(LIBDIR)/ && \
+	for p in $(MAN_PAGES); do $(INSTALL) -m 644 $(BIN)/man/$$p $$d$(MANDIR)/man$${p##*.}/$$p || exit 1; done && \
+	$(SUBST) packaging/doormand.service $(UNIT_SUBST) >$(BIN)/doormand.service && \
+	$(INSTALL) -m 644 $(BIN)/doormand.service $$d$(UNITDIR)/doormand.service && \
+	$(SUBST) packaging/examples/doormand.cf $(CF_SUBST) >$(BIN)/doormand.cf && \
+	$(INSTALL) -m 644 README.md LICENSE $$d$(DOCDIR)/ && \
+	$(INSTALL) -m 644 $(BIN)/doormand.cf packaging/examples/guestlist packaging/examples/knockcf $$d$(DOCDIR)/examples/ && \
+	if [ -e $$d$(CONFDIR)/doormand.cf ]; then echo "keeping $$d$(CONFDIR)/doormand.cf"; \
+	else $(INSTALL) -m 644 $(BIN)/doormand.cf $$d$(CONFDIR)/doormand.cf; fi && \
+	if [ -e $$d$(CONFDIR)/guestlist ]; then echo "keeping $$d$(CONFDIR)/guestlist"; \
+	else $(INSTALL) -m 600 packaging/examples/guestlist $$d$(CONFDIR)/guestlist; fi
+	@echo "installed doorman $(VERSION) under $(DESTDIR)$(PREFIX); configure $(CONFDIR)/doormand.cf"
+
+# Removes what install wrote except the configuration in CONFDIR.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/doormand $(DESTDIR)$(BINDIR)/doorman-knock \
+		$(DESTDIR)$(LIBDIR)/iptables-add $(DESTDIR)$(LIBDIR)/iptables-del \
+		$(DESTDIR)$(UNITDIR)/doormand.service \
+		$(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(p))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBDIR)
+
+# Installs into a scratch DESTDIR and checks what was written.
+install-test:
+	packaging/install-test
+
+# The Debian package, built with dpkg-deb from a make install tree, for the
+# architecture Go builds for (GOARCH=arm64 make deb cross-builds).
+DEB_ARCH    := $(shell $(GO) env GOARCH | sed -e 's/^386$$/i386/' -e 's/^arm$$/armhf/' -e 's/^ppc64le$$/ppc64el/')
+# A semantic pre-release (1.0.0-dev+...) sorts before its release in
+# Debian's order only with a tilde: 1.0.0~dev+...-1.
+DEB_VERSION  = $(shell echo '$(VERSION)' | sed 's/-/~/')-1
+DEB          = $(BIN)/doorman_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb:
+	rm -rf $(BIN)/deb
+	$(MAKE) --no-print-directory install VERSION='$(VERSION)' DESTDIR='$(CURDIR)/$(BIN)/deb' \
+		PREFIX=/usr CONFDIR=/etc/doorman LIBDIR=/usr/lib/doorman UNITDIR=/lib/systemd/system
+	packaging/deb/build $(BIN)/deb '$(DEB_VERSION)' $(DEB_ARCH) $(DEB)
+	@echo $(DEB)
+
+# Installs the package on this machine and runs it in network namespaces
+# of its own: install, knock, remove, purge (packaging/deb-test). Needs root;
+# refuses to run where a doorman package is installed already.
+deb-test: deps deb
+	packaging/deb-test $(DEB)
 
 clean:
 	rm -rf $(BIN)

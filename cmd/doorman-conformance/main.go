@@ -28,6 +28,7 @@ import (
 	"syscall"
 
 	"github.com/doorman-project/doorman/conformance"
+	"github.com/doorman-project/doorman/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -45,6 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	list := fs.Bool("list", false, "list the cases without running them")
 	specDir := fs.String("spec", "", "directory holding doorman.md and vectors/ (default: search upward for spec/)")
 	path := fs.String("path", "", "colon-separated directories searched before $PATH for the adapters' programs")
+	showVersion := fs.Bool("version", false, "print the version and the protocol its cases test, then exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: doorman-conformance --impl FILE [--client FILE] [--run REGEXP] [--json] [--junit FILE] [--out DIR] [--path DIRS]")
 		fmt.Fprintln(stderr, "       doorman-conformance --coverage | --list [--impl FILE] [--client FILE]")
@@ -65,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("doorman-conformance", version.Classic))
+		return 0
 	}
 	if *coverage {
 		dir := *specDir

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/doorman-project/doorman/sim"
+	"github.com/doorman-project/doorman/version"
 )
 
 func main() {
@@ -39,12 +40,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	artifacts := fs.String("artifacts", "", "directory to keep configurations and daemon logs in")
 	rate := fs.Int("rate", 200000, "flood scenario: junk datagrams per second")
 	seconds := fs.Float64("seconds", 5, "flood scenario: how long to flood, in seconds")
+	showVersion := fs.Bool("version", false, "print the version and the protocol its scenarios knock with, then exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: doorman-sim [--bin DIR] [--artifacts DIR] [--rate PPS] [--seconds S] list | run NAME [NAME...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("doorman-sim", version.Classic))
+		return 0
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

@@ -19,11 +19,8 @@ import (
 	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
-	"github.com/doorman-project/doorman/protocol"
+	"github.com/doorman-project/doorman/version"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -107,9 +104,7 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		return 0
 	}
 	if showVersion {
-		// As knock --version prints it.
-		fmt.Fprintf(stdout, "doormand %s\nprotocols: classic (Doorman 0.81), modern (%s, spec section 12)\n",
-			version, protocol.NoiseProtocolName)
+		fmt.Fprintln(stdout, version.Line("doormand", version.Classic, version.Modern))
 		return 0
 	}
 	if fs.NArg() > 0 {

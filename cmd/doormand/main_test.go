@@ -26,7 +26,8 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "usage: doormand"},
 		{[]string{"--help"}, 0, "--import-archive"},
-		{[]string{"-v"}, 0, "protocols: classic (Doorman 0.81), modern (Noise_X_25519_ChaChaPoly_BLAKE2s, spec section 12)"},
+		{[]string{"-v"}, 0, "doormand "},
+		{[]string{"--version"}, 0, " (protocols: classic 1.0/Doorman 0.81, modern 2)\n"},
 		{[]string{"-h"}, 0, "doormand keygen [-D] [-f config-file] [FILE]"},
 		{[]string{"-h"}, 0, "doormand pubkey"},
 		{[]string{"-Q"}, 2, "not defined: -Q"},

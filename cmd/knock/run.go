@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -20,11 +19,8 @@ import (
 
 	"github.com/doorman-project/doorman/knocker"
 	"github.com/doorman-project/doorman/protocol"
+	"github.com/doorman-project/doorman/version"
 )
-
-// version is the program version; release builds set it with
-// -ldflags "-X main.version=...".
-var version = "devel"
 
 // runDelay is how long after the knock the run command starts, as in 0.81:
 // the daemon needs a moment to open the door.
@@ -57,7 +53,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if o.version {
-		fmt.Fprintf(stdout, "knock (doorman) %s\nprotocols: classic (Doorman 0.81), modern (Noise X, spec section 12)\n", programVersion())
+		fmt.Fprintln(stdout, version.Line("knock (doorman)", version.Classic, version.Modern))
 		return exitOK
 	}
 
@@ -501,14 +497,4 @@ func runProgram(ctx context.Context, command string, verbose bool, stdin io.Read
 	}
 	fmt.Fprintf(stderr, "knock: run %q: %v\n", command, err)
 	return exitNotOpen
-}
-
-func programVersion() string {
-	if version != "devel" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return version
 }
