@@ -44,16 +44,6 @@ func (s DoorState) String() string {
 	return "DoorState(" + strconv.Itoa(int(s)) + ")"
 }
 
-// DoorInfo describes a door that is not closed.
-type DoorInfo struct {
-	ID      uint64
-	State   DoorState
-	Src     netip.Addr
-	SrcPort uint16
-	Dst     netip.AddrPort
-	Group   string
-	Since   time.Time
-}
 
 // Timing of the door loop.
 const (
@@ -102,10 +92,6 @@ type door struct {
 	retries time.Duration
 }
 
-func (d *door) info() DoorInfo {
-	return DoorInfo{ID: d.id, State: d.state, Src: d.key.src, SrcPort: d.srcPort,
-		Dst: netip.AddrPortFrom(d.key.dst, d.key.port), Group: d.group, Since: d.knocked}
-}
 
 // fw returns the door as the firewall should hold it in state s.
 func (d *door) fw(s firewall.DoorState) firewall.Door {

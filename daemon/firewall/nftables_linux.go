@@ -509,16 +509,6 @@ func comment(text string) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, text)
 }
 
-// doorOf returns the door that owns a claim of k from sport, if any: the
-// armed (or just claimed) door of that key. Called with mu held.
-func (n *NFTables) doorOfLocked(k key) (*nftDoor, bool) {
-	id, ok := n.armed[k]
-	if !ok {
-		return nil, false
-	}
-	rec, ok := n.doors[id]
-	return rec, ok
-}
 
 // familyOf returns the sets and key layout for a's family.
 func (st *nftState) familyOf(a netip.Addr) *nftFamily {

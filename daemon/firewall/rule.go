@@ -68,8 +68,6 @@ func (r Rule) matchesIface() bool { return r.Iface != "" && r.Iface != "any" }
 func (r Rule) src() netip.Addr { return r.Src.WithZone("").Unmap() }
 func (r Rule) dst() netip.Addr { return r.Dst.WithZone("").Unmap() }
 
-// is4 reports whether the rule matches IPv4 packets (valid rules only).
-func (r Rule) is4() bool { return r.src().Is4() }
 
 // validate checks that every backend can express the rule. Interface names
 // end up in argv, in journal lines and in nftables registers, so they are held
@@ -131,61 +129,3 @@ func ruleErr(backend, op string, r Rule, err error) error {
 	}
 	return &RuleError{Backend: backend, Op: op, Rule: r, Err: err}
 }
-
-// ruleSet is a multiset of live rules: two doors may hold equal rules (two
-// knocks from the same client for the same port), and each Delete removes one.
-// Values are per-backend bookkeeping (handles, journal ids). Not safe for
-// concurrent use; backends hold their own lock.
-type ruleSet[T any] struct {
-	m map[Rule][]T
-}
-
-func (s *ruleSet[T]) push(r Rule, v T) {
-	if s.m == nil {
-		s.m = make(map[Rule][]T)
-	}
-	s.m[r] = append(s.m[r], v)
-}
-
-// peek returns the newest entry for r.
-func (s *ruleSet[T]) peek(r Rule) (T, bool) {
-	vs := s.m[r]
-	if len(vs) == 0 {
-		var zero T
-		return zero, false
-	}
-	return vs[len(vs)-1], true
-}
-
-// pop removes the newest entry for r.
-func (s *ruleSet[T]) pop(r Rule) {
-	vs := s.m[r]
-	if len(vs) <= 1 {
-		delete(s.m, r)
-		return
-	}
-	s.m[r] = vs[:len(vs)-1]
-}
-
-func (s *ruleSet[T]) len() int {
-	n := 0
-	for _, vs := range s.m {
-		n += len(vs)
-	}
-	return n
-}
-
-// all returns every (rule, value) pair.
-func (s *ruleSet[T]) all() ([]Rule, []T) {
-	var rs []Rule
-	var vs []T
-	for r, list := range s.m {
-		for _, v := range list {
-			rs = append(rs, r)
-			vs = append(vs, v)
-		}
-	}
-	return rs, vs
-}
-
-func (s *ruleSet[T]) reset() { s.m = nil }
