@@ -44,7 +44,6 @@ func (s DoorState) String() string {
 	return "DoorState(" + strconv.Itoa(int(s)) + ")"
 }
 
-
 // Timing of the door loop.
 const (
 	// expiryGrace is how long after its waitfor the daemon closes an armed
@@ -91,7 +90,6 @@ type door struct {
 	heapIdx int       // index in the timer heap, -1 = not in it
 	retries time.Duration
 }
-
 
 // fw returns the door as the firewall should hold it in state s.
 func (d *door) fw(s firewall.DoorState) firewall.Door {

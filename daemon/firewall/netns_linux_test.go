@@ -257,7 +257,6 @@ func (n *testNet) mustNotConnect(t *testing.T, src netip.Addr, sport uint16, dst
 	}
 }
 
-
 // Server-side firewalls that drop all input except what the host's admin
 // allows. markLine adds the accept line from the package documentation.
 func (n *testNet) dropAllNFT(t *testing.T, markLine bool) {
@@ -535,4 +534,3 @@ func (n *testNet) leftovers(t *testing.T, all bool) string {
 	}
 	return strings.Join(hits, "\n")
 }
-

@@ -509,7 +509,6 @@ func comment(text string) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, text)
 }
 
-
 // familyOf returns the sets and key layout for a's family.
 func (st *nftState) familyOf(a netip.Addr) *nftFamily {
 	if a.Unmap().Is4() {

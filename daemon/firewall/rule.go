@@ -68,7 +68,6 @@ func (r Rule) matchesIface() bool { return r.Iface != "" && r.Iface != "any" }
 func (r Rule) src() netip.Addr { return r.Src.WithZone("").Unmap() }
 func (r Rule) dst() netip.Addr { return r.Dst.WithZone("").Unmap() }
 
-
 // validate checks that every backend can express the rule. Interface names
 // end up in argv, in journal lines and in nftables registers, so they are held
 // to the kernel's own rules (dev_valid_name) and to IFNAMSIZ.
