@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"encoding/hex"
@@ -92,7 +92,7 @@ type Link struct {
 // a veth link is an nftables rule (see SetLoss).
 func (n *Net) Link(a, b *Host, o LinkOptions) (*Link, error) {
 	if a == nil || b == nil || a == b || a.net != n || b.net != n {
-		return nil, errors.New("sim: Link needs two distinct hosts of this network")
+		return nil, errors.New("netsim: Link needs two distinct hosts of this network")
 	}
 	sub, err := n.allocSubnet()
 	if err != nil {
@@ -108,7 +108,7 @@ func (n *Net) Link(a, b *Host, o LinkOptions) (*Link, error) {
 		PeerNamespace: netlink.NsFd(b.handle),
 	}
 	if err := a.nl.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("sim: veth %s:%s-%s:%s: %w", a.name, nameA, b.name, nameB, err)
+		return nil, fmt.Errorf("netsim: veth %s:%s-%s:%s: %w", a.name, nameA, b.name, nameB, err)
 	}
 	l := &Link{}
 	if l.A, err = a.configureEnd(nameA, sub, kindVeth); err != nil {
@@ -145,7 +145,7 @@ func (h *Host) configureEnd(ifname string, sub *subnet, kind endKind) (*LinkEnd,
 func (h *Host) configureAddrs(ifname string, kind endKind, sub *subnet, p4, p6 netip.Prefix, peer4, peer6 netip.Addr) (*LinkEnd, error) {
 	link, err := h.nl.LinkByName(ifname)
 	if err != nil {
-		return nil, fmt.Errorf("sim: find %s in %s: %w", ifname, h.name, err)
+		return nil, fmt.Errorf("netsim: find %s in %s: %w", ifname, h.name, err)
 	}
 	for _, a := range []struct {
 		p    netip.Prefix
@@ -160,18 +160,18 @@ func (h *Host) configureAddrs(ifname string, kind endKind, sub *subnet, p4, p6 n
 			}
 		}
 		if err := h.nl.AddrAdd(link, addr); err != nil {
-			return nil, fmt.Errorf("sim: address %v on %s in %s: %w", a.p, ifname, h.name, err)
+			return nil, fmt.Errorf("netsim: address %v on %s in %s: %w", a.p, ifname, h.name, err)
 		}
 	}
 	if err := h.nl.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("sim: up %s in %s: %w", ifname, h.name, err)
+		return nil, fmt.Errorf("netsim: up %s in %s: %w", ifname, h.name, err)
 	}
 	if peer6.IsValid() {
 		// An IPv6 peer address does not get the kernel to route to the
 		// peer (only IPv4's does), so the route is explicit.
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(netip.PrefixFrom(peer6, 128)), Scope: netlink.SCOPE_LINK}
 		if err := h.nl.RouteReplace(r); err != nil {
-			return nil, fmt.Errorf("sim: route to %v on %s in %s: %w", peer6, ifname, h.name, err)
+			return nil, fmt.Errorf("netsim: route to %v on %s in %s: %w", peer6, ifname, h.name, err)
 		}
 	}
 	e := &LinkEnd{
@@ -198,7 +198,7 @@ func (h *Host) configureAddrs(ifname string, kind endKind, sub *subnet, p4, p6 n
 // host a second address and MAC on the same wire.
 func (n *Net) MACVLAN(parent *LinkEnd) (*LinkEnd, error) {
 	if parent == nil || parent.kind == kindTun || parent.kind == kindMacvlan || parent.sub == nil {
-		return nil, fmt.Errorf("sim: macvlan: %w", ErrNotEthernet)
+		return nil, fmt.Errorf("netsim: macvlan: %w", ErrNotEthernet)
 	}
 	h := parent.Host
 	name := h.nextIfName("mv")
@@ -207,7 +207,7 @@ func (n *Net) MACVLAN(parent *LinkEnd) (*LinkEnd, error) {
 		Mode:      netlink.MACVLAN_MODE_BRIDGE,
 	}
 	if err := h.nl.LinkAdd(mv); err != nil {
-		return nil, fmt.Errorf("sim: macvlan on %s in %s: %w", parent.Name, h.name, err)
+		return nil, fmt.Errorf("netsim: macvlan on %s in %s: %w", parent.Name, h.name, err)
 	}
 	e, err := h.configureEnd(name, parent.sub, kindMacvlan)
 	if err != nil {
@@ -240,7 +240,7 @@ func waitReady(ends ...*LinkEnd) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("sim: %s in %s not ready after %v", e.Name, e.Host.name, readyTimeout)
+				return fmt.Errorf("netsim: %s in %s not ready after %v", e.Name, e.Host.name, readyTimeout)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -251,7 +251,7 @@ func waitReady(ends ...*LinkEnd) error {
 func (e *LinkEnd) ready() (bool, error) {
 	link, err := e.Host.nl.LinkByIndex(e.IfIndex)
 	if err != nil {
-		return false, fmt.Errorf("sim: %s in %s: %w", e.Name, e.Host.name, err)
+		return false, fmt.Errorf("netsim: %s in %s: %w", e.Name, e.Host.name, err)
 	}
 	if st := link.Attrs().OperState; st != netlink.OperUp && st != netlink.OperUnknown {
 		return false, nil

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ import (
 // relayed Link.
 func (n *Net) TunLink(a, b *Host, o LinkOptions) (*Link, error) {
 	if a == nil || b == nil || a == b || a.net != n || b.net != n {
-		return nil, errors.New("sim: TunLink needs two distinct hosts of this network")
+		return nil, errors.New("netsim: TunLink needs two distinct hosts of this network")
 	}
 	sub, err := n.allocSubnet()
 	if err != nil {
@@ -97,12 +97,12 @@ func (h *Host) openTun(name string, tap bool) (*os.File, error) {
 		// clone device, hence Do.
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("sim: open /dev/net/tun: %w", err)
+			return fmt.Errorf("netsim: open /dev/net/tun: %w", err)
 		}
 		ifr, err := unix.NewIfreq(name)
 		if err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("sim: tun name %q: %w", name, err)
+			return fmt.Errorf("netsim: tun name %q: %w", name, err)
 		}
 		flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
 		if tap {
@@ -111,14 +111,14 @@ func (h *Host) openTun(name string, tap bool) (*os.File, error) {
 		ifr.SetUint16(flags)
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("sim: TUNSETIFF %s: %w", name, err)
+			return fmt.Errorf("netsim: TUNSETIFF %s: %w", name, err)
 		}
 		// Non-blocking, so os.File uses the poller and Close unblocks Read.
 		f = os.NewFile(uintptr(fd), "tun:"+name)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sim: %s in %s: %w", name, h.name, err)
+		return nil, fmt.Errorf("netsim: %s in %s: %w", name, h.name, err)
 	}
 	return f, nil
 }

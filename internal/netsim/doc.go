@@ -1,5 +1,11 @@
-// Package sim builds small virtual networks out of Linux network namespaces
-// for doorman's end-to-end and conformance tests.
+// Package netsim builds small virtual networks out of Linux network
+// namespaces. It is the one namespace library of doorman's in-repo tests:
+// the kernel tests of daemon/firewall and knocker, doormand's end-to-end
+// tests, the scenarios of package sim and the conformance suite build their
+// hosts, links and LANs with it, and run code inside a host with
+// [Host.Do] (sockets, raw packets, firewall backends) or [Host.Command]
+// (programs such as nft, iptables or doormand). It knows nothing of doorman
+// itself; internal/doormandtest starts doormand on a netsim host.
 //
 // A [Net] is one simulation run. Every host is a named network namespace
 // "<runid>-<host>" (visible to `ip netns`), where the run id is the
@@ -64,4 +70,4 @@
 //
 // The package is Linux only; on other systems it compiles to nothing, so
 // code using it needs a linux build constraint too.
-package sim
+package netsim

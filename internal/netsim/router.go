@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ import (
 // host gets no route to the inside: it only ever sees the router's address.
 func (n *Net) Router(name string, inside *LAN, outside *Host) (*Host, error) {
 	if inside == nil || inside.net != n || outside == nil || outside.net != n {
-		return nil, errors.New("sim: Router needs a LAN and a host of this network")
+		return nil, errors.New("netsim: Router needs a LAN and a host of this network")
 	}
 	r, err := n.AddHost(name)
 	if err != nil {
@@ -103,7 +103,7 @@ func (h *Host) installNAT(out string) error {
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}})
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("sim: NAT rules in %s: %w", h.name, err)
+		return fmt.Errorf("netsim: NAT rules in %s: %w", h.name, err)
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -76,14 +76,14 @@ func (n *Net) newLAN(name string) (*LAN, error) {
 	// Snooping off: with no querier it could starve IPv6 neighbour discovery.
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, MulticastSnooping: &off}
 	if err := sw.nl.LinkAdd(br); err != nil {
-		return nil, fmt.Errorf("sim: bridge for LAN %s: %w", name, err)
+		return nil, fmt.Errorf("netsim: bridge for LAN %s: %w", name, err)
 	}
 	brl, err := sw.nl.LinkByName("br0")
 	if err == nil {
 		err = sw.nl.LinkSetUp(brl)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sim: bridge up for LAN %s: %w", name, err)
+		return nil, fmt.Errorf("netsim: bridge up for LAN %s: %w", name, err)
 	}
 	n.log.Debug("lan", "lan", name, "net4", sub.p4)
 	return &LAN{name: name, net: n, sw: sw, bridge: brl, sub: sub}, nil
@@ -102,7 +102,7 @@ func (l *LAN) Prefix6() netip.Prefix { return l.sub.p6 }
 // addresses. If the LAN has a router, h's default routes point at it.
 func (l *LAN) Attach(h *Host) (*LinkEnd, error) {
 	if h == nil || h.net != l.net {
-		return nil, errors.New("sim: Attach needs a host of this network")
+		return nil, errors.New("netsim: Attach needs a host of this network")
 	}
 	l.mu.Lock()
 	port := fmt.Sprintf("p%d", l.ports)
@@ -115,14 +115,14 @@ func (l *LAN) Attach(h *Host) (*LinkEnd, error) {
 		PeerNamespace: netlink.NsFd(h.handle),
 	}
 	if err := l.sw.nl.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("sim: LAN %s port for %s: %w", l.name, h.name, err)
+		return nil, fmt.Errorf("netsim: LAN %s port for %s: %w", l.name, h.name, err)
 	}
 	pl, err := l.sw.nl.LinkByName(port)
 	if err == nil {
 		err = l.sw.nl.LinkSetUp(pl)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sim: LAN %s port %s up: %w", l.name, port, err)
+		return nil, fmt.Errorf("netsim: LAN %s port %s up: %w", l.name, port, err)
 	}
 	e, err := h.configureEnd(ifname, l.sub, kindVeth)
 	if err != nil {

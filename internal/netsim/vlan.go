@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"encoding/binary"
@@ -27,24 +27,7 @@ const (
 )
 
 // ErrBadVID is returned for a VLAN id above MaxVID.
-var ErrBadVID = errors.New("sim: VLAN id out of range")
-
-// TaggedFrame returns an Ethernet frame dst ← src carrying payload with
-// the given EtherType behind an 802.1Q tag with VLAN id vid (priority 0;
-// only the low 12 bits of vid are used). Addresses shorter than 6 bytes are
-// zero padded.
-func TaggedFrame(dst, src net.HardwareAddr, vid uint16, etherType uint16, payload []byte) []byte {
-	var d, s [6]byte
-	copy(d[:], dst)
-	copy(s[:], src)
-	f := make([]byte, 0, ethHeaderLen+dot1QLen+len(payload))
-	f = append(f, d[:]...)
-	f = append(f, s[:]...)
-	f = binary.BigEndian.AppendUint16(f, EtherTypeDot1Q)
-	f = binary.BigEndian.AppendUint16(f, vid&0x0fff)
-	f = binary.BigEndian.AppendUint16(f, etherType)
-	return append(f, payload...)
-}
+var ErrBadVID = errors.New("netsim: VLAN id out of range")
 
 // InjectTagged sends ipPacket (IPv4 or IPv6, chosen by its version nibble)
 // out of this end inside an 802.1Q-tagged Ethernet frame with VLAN id vid,
@@ -61,7 +44,7 @@ func (e *LinkEnd) InjectTagged(vid uint16, ipPacket []byte) error {
 		return fmt.Errorf("%w: %d", ErrBadVID, vid)
 	}
 	if len(ipPacket) == 0 {
-		return errors.New("sim: InjectTagged: empty packet")
+		return errors.New("netsim: InjectTagged: empty packet")
 	}
 	var et uint16
 	switch ipPacket[0] >> 4 {
@@ -70,10 +53,10 @@ func (e *LinkEnd) InjectTagged(vid uint16, ipPacket []byte) error {
 	case 6:
 		et = EtherTypeIPv6
 	default:
-		return fmt.Errorf("sim: InjectTagged: IP version %d", ipPacket[0]>>4)
+		return fmt.Errorf("netsim: InjectTagged: IP version %d", ipPacket[0]>>4)
 	}
 	if e.kind == kindTun {
-		return fmt.Errorf("sim: InjectTagged on %s: %w", e.Name, ErrNotEthernet)
+		return fmt.Errorf("netsim: InjectTagged on %s: %w", e.Name, ErrNotEthernet)
 	}
 	dst := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	if e.peer != nil && len(e.peer.MAC) == 6 {
@@ -90,7 +73,7 @@ func (e *LinkEnd) InjectFrame(frame []byte) error {
 		// Protocol 0: the socket only sends and never queues received frames.
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("sim: packet socket in %s: %w", e.Host.name, err)
+			return fmt.Errorf("netsim: packet socket in %s: %w", e.Host.name, err)
 		}
 		defer unix.Close(fd)
 		sa := &unix.SockaddrLinklayer{Ifindex: e.IfIndex}
@@ -100,7 +83,7 @@ func (e *LinkEnd) InjectFrame(frame []byte) error {
 			sa.Protocol = htons(binary.BigEndian.Uint16(frame[12:14]))
 		}
 		if err := unix.Sendto(fd, frame, 0, sa); err != nil {
-			return fmt.Errorf("sim: inject on %s in %s: %w", e.Name, e.Host.name, err)
+			return fmt.Errorf("netsim: inject on %s in %s: %w", e.Name, e.Host.name, err)
 		}
 		return nil
 	})

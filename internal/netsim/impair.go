@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -63,7 +63,7 @@ func (e *LinkEnd) SetLoss(percent int) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("sim: loss %d%% on %s in %s: %w", percent, e.Name, e.Host.name, err)
+		return fmt.Errorf("netsim: loss %d%% on %s in %s: %w", percent, e.Name, e.Host.name, err)
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ func (e *LinkEnd) SetLoss(percent int) error {
 func (h *Host) nftConn() (*nftables.Conn, error) {
 	c, err := nftables.New(nftables.WithNetNSFd(int(h.handle)))
 	if err != nil {
-		return nil, fmt.Errorf("sim: nftables in %s: %w", h.name, err)
+		return nil, fmt.Errorf("netsim: nftables in %s: %w", h.name, err)
 	}
 	return c, nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -29,18 +29,18 @@ const (
 func registerRun(prefix, runID string) (*os.File, string, error) {
 	dir := filepath.Join(runDir, prefix)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, "", fmt.Errorf("sim: run record dir: %w", err)
+		return nil, "", fmt.Errorf("netsim: run record dir: %w", err)
 	}
 	path := filepath.Join(dir, runID+".pid")
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return nil, "", fmt.Errorf("sim: run record: %w", err)
+		return nil, "", fmt.Errorf("netsim: run record: %w", err)
 	}
 	fail := func(err error) (*os.File, string, error) {
 		f.Close()
 		os.Remove(tmp)
-		return nil, "", fmt.Errorf("sim: run record: %w", err)
+		return nil, "", fmt.Errorf("netsim: run record: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail(err)
@@ -92,7 +92,7 @@ func Sweep(prefix string) ([]string, error) {
 	runs := map[string][]string{} // run id → namespaces
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("sim: sweep: %w", err)
+		return nil, fmt.Errorf("netsim: sweep: %w", err)
 	}
 	for _, e := range entries {
 		if m := nsRE.FindStringSubmatch(e.Name()); m != nil {
@@ -102,7 +102,7 @@ func Sweep(prefix string) ([]string, error) {
 	recDir := filepath.Join(runDir, prefix)
 	recs, err := os.ReadDir(recDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("sim: sweep: %w", err)
+		return nil, fmt.Errorf("netsim: sweep: %w", err)
 	}
 	for _, e := range recs {
 		if m := pidRE.FindStringSubmatch(e.Name()); m != nil {
@@ -118,7 +118,7 @@ func Sweep(prefix string) ([]string, error) {
 		rec := filepath.Join(recDir, run+".pid")
 		alive, lock, err := runAlive(rec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sim: sweep %s: %w", run, err))
+			errs = append(errs, fmt.Errorf("netsim: sweep %s: %w", run, err))
 			continue
 		}
 		if alive {
@@ -129,7 +129,7 @@ func Sweep(prefix string) ([]string, error) {
 			if err := netns.DeleteNamed(ns); err != nil && !errors.Is(err, unix.ENOENT) {
 				// EINVAL: not a mount point (half-created); drop the file.
 				if !errors.Is(err, unix.EINVAL) || os.Remove(filepath.Join(netnsDir, ns)) != nil {
-					errs = append(errs, fmt.Errorf("sim: sweep netns %s: %w", ns, err))
+					errs = append(errs, fmt.Errorf("netsim: sweep netns %s: %w", ns, err))
 					ok = false
 					continue
 				}
@@ -138,7 +138,7 @@ func Sweep(prefix string) ([]string, error) {
 		}
 		if ok && lock != nil {
 			if err := os.Remove(rec); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("sim: sweep %s: %w", rec, err))
+				errs = append(errs, fmt.Errorf("netsim: sweep %s: %w", rec, err))
 			}
 		}
 		if lock != nil {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func (n *Net) newHost(name, nsName string, hidden bool) (*Host, error) {
 	err := onThread(func() error {
 		ns, err := netns.NewNamed(nsName)
 		if err != nil {
-			return fmt.Errorf("sim: create netns %s: %w", nsName, err)
+			return fmt.Errorf("netsim: create netns %s: %w", nsName, err)
 		}
 		h.handle = ns
 		return nil
@@ -94,14 +94,14 @@ func (n *Net) newHost(name, nsName string, hidden bool) (*Host, error) {
 	n.mu.Unlock()
 
 	if h.nl, err = netlink.NewHandleAt(h.handle); err != nil {
-		return nil, fmt.Errorf("sim: netlink in %s: %w", nsName, err)
+		return nil, fmt.Errorf("netsim: netlink in %s: %w", nsName, err)
 	}
 	lo, err := h.nl.LinkByName("lo")
 	if err == nil {
 		err = h.nl.LinkSetUp(lo)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sim: loopback up in %s: %w", nsName, err)
+		return nil, fmt.Errorf("netsim: loopback up in %s: %w", nsName, err)
 	}
 	err = h.Do(func() error {
 		// Link-local addresses would otherwise stay tentative (DAD) for a
@@ -115,7 +115,7 @@ func (n *Net) newHost(name, nsName string, hidden bool) (*Host, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sim: disable DAD in %s: %w", nsName, err)
+		return nil, fmt.Errorf("netsim: disable DAD in %s: %w", nsName, err)
 	}
 	n.log.Debug("host created", "host", name, "netns", nsName)
 	return h, nil
@@ -135,7 +135,7 @@ func (h *Host) destroy() error {
 		_ = os.Remove("/run/netns/" + h.ns)
 		return nil
 	}
-	return fmt.Errorf("sim: delete netns %s: %w", h.ns, err)
+	return fmt.Errorf("netsim: delete netns %s: %w", h.ns, err)
 }
 
 // Name returns the host name given to AddHost.
@@ -200,7 +200,7 @@ func (h *Host) nextIfName(stem string) string {
 // length 0 (0.0.0.0/0 or ::/0) is the default route.
 func (h *Host) AddRoute(dst netip.Prefix, via netip.Addr) error {
 	if !dst.IsValid() || !via.IsValid() || dst.Addr().Is4() != via.Is4() {
-		return fmt.Errorf("sim: route %v via %v: invalid or mixed families", dst, via)
+		return fmt.Errorf("netsim: route %v via %v: invalid or mixed families", dst, via)
 	}
 	fam := unix.AF_INET6
 	if via.Is4() {
@@ -208,7 +208,7 @@ func (h *Host) AddRoute(dst netip.Prefix, via netip.Addr) error {
 	}
 	r := &netlink.Route{Family: fam, Dst: ipNet(dst.Masked()), Gw: net.IP(via.AsSlice())}
 	if err := h.nl.RouteReplace(r); err != nil {
-		return fmt.Errorf("sim: route %v via %v in %s: %w", dst, via, h.name, err)
+		return fmt.Errorf("netsim: route %v via %v in %s: %w", dst, via, h.name, err)
 	}
 	return nil
 }
@@ -236,7 +236,7 @@ func (h *Host) SetForwarding(on bool) error {
 		// /proc/sys/net resolves to the namespace of the opening thread.
 		for _, p := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
 			if err := os.WriteFile(p, v, 0); err != nil {
-				return fmt.Errorf("sim: forwarding in %s: %w", h.name, err)
+				return fmt.Errorf("netsim: forwarding in %s: %w", h.name, err)
 			}
 		}
 		return nil

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"context"
@@ -25,18 +25,18 @@ const DefaultPrefix = "dmsim"
 // Errors callers may want to tell apart.
 var (
 	// ErrClosed is returned by operations on a Net that has been closed.
-	ErrClosed = errors.New("sim: network closed")
+	ErrClosed = errors.New("netsim: network closed")
 	// ErrBadName is returned for a prefix, host or LAN name that is not allowed.
-	ErrBadName = errors.New("sim: invalid name")
+	ErrBadName = errors.New("netsim: invalid name")
 	// ErrExists is returned when a host or LAN name is already taken.
-	ErrExists = errors.New("sim: name already in use")
+	ErrExists = errors.New("netsim: name already in use")
 	// ErrAddressSpace is returned when 198.18.0.0/15 has no free /24 left
 	// or a subnet has no free host address.
-	ErrAddressSpace = errors.New("sim: address space exhausted")
+	ErrAddressSpace = errors.New("netsim: address space exhausted")
 	// ErrNotEthernet is returned for Ethernet-only operations on a raw-IP (tun) end.
-	ErrNotEthernet = errors.New("sim: link end has no Ethernet framing")
+	ErrNotEthernet = errors.New("netsim: link end has no Ethernet framing")
 	// ErrNoArtifacts is returned by Record for a relative file when Options.Artifacts is empty.
-	ErrNoArtifacts = errors.New("sim: no artifacts directory configured")
+	ErrNoArtifacts = errors.New("netsim: no artifacts directory configured")
 )
 
 var (
@@ -94,7 +94,7 @@ func New(ctx context.Context, opts Options) (*Net, error) {
 	}
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, fmt.Errorf("sim: run id: %w", err)
+		return nil, fmt.Errorf("netsim: run id: %w", err)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -167,7 +167,7 @@ func (n *Net) close() error {
 		// signal a reaped process, so a recycled pid is never hit.
 		if p := c.Process; p != nil {
 			if err := p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				errs = append(errs, fmt.Errorf("sim: kill %s: %w", c.Path, err))
+				errs = append(errs, fmt.Errorf("netsim: kill %s: %w", c.Path, err))
 			}
 		}
 	}
@@ -178,7 +178,7 @@ func (n *Net) close() error {
 	}
 	if n.lock != nil {
 		if err := os.Remove(n.lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("sim: remove run record: %w", err))
+			errs = append(errs, fmt.Errorf("netsim: remove run record: %w", err))
 		}
 		n.lock.Close() // releases the flock
 	}
@@ -262,7 +262,7 @@ func onThread(fn func() error) error {
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("sim: current netns: %w", err)
+			errc <- fmt.Errorf("netsim: current netns: %w", err)
 			return
 		}
 		defer orig.Close()
@@ -270,7 +270,7 @@ func onThread(fn func() error) error {
 		if err := netns.Set(orig); err != nil {
 			// Stay locked: the runtime then retires this thread when the
 			// goroutine exits, so nothing else runs in the wrong namespace.
-			errc <- errors.Join(ferr, fmt.Errorf("sim: restore netns: %w", err))
+			errc <- errors.Join(ferr, fmt.Errorf("netsim: restore netns: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
@@ -283,7 +283,7 @@ func onThread(fn func() error) error {
 func inNS(ns netns.NsHandle, fn func() error) error {
 	return onThread(func() error {
 		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("sim: enter netns: %w", err)
+			return fmt.Errorf("netsim: enter netns: %w", err)
 		}
 		return fn()
 	})

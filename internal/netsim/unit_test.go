@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"bytes"
@@ -62,11 +62,16 @@ func TestTaggedFrame(t *testing.T) {
 	src := net.HardwareAddr{7, 8, 9, 10, 11, 12}
 	f := TaggedFrame(dst, src, 0x1abc, EtherTypeIPv6, []byte{0x60, 0})
 	want := []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x81, 0x00, 0x0a, 0xbc, 0x86, 0xdd, 0x60, 0}
-	if !bytes.Equal(f, want) {
-		t.Errorf("TaggedFrame = % x, want % x", f, want)
+	// Padded to Ethernet's minimum frame of 60 bytes (without the FCS).
+	if !bytes.HasPrefix(f, want) || len(f) != 60 || !bytes.Equal(f[len(want):], make([]byte, 60-len(want))) {
+		t.Errorf("TaggedFrame = % x, want % x and zeros to 60 bytes", f, want)
 	}
-	if f := TaggedFrame(nil, nil, 1, EtherTypeIPv4, nil); len(f) != 18 {
+	if f := TaggedFrame(nil, nil, 1, EtherTypeIPv4, nil); len(f) != 60 || !bytes.Equal(f[12:18], []byte{0x81, 0, 0, 1, 8, 0}) {
 		t.Errorf("short addresses: % x", f)
+	}
+	long := bytes.Repeat([]byte{0xee}, 100)
+	if f := TaggedFrame(dst, src, 7, EtherTypeIPv4, long); len(f) != 118 || !bytes.Equal(f[18:], long) {
+		t.Errorf("a long payload is not carried as is: % x", f)
 	}
 }
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"errors"
@@ -20,7 +20,7 @@ import (
 func (l *LAN) SetHub() error {
 	links, err := l.sw.nl.LinkList()
 	if err != nil {
-		return fmt.Errorf("sim: LAN %s hub: list ports: %w", l.name, err)
+		return fmt.Errorf("netsim: LAN %s hub: list ports: %w", l.name, err)
 	}
 	br := l.bridge.Attrs().Index
 	var errs []error
@@ -38,7 +38,7 @@ func (l *LAN) SetHub() error {
 		errs = append(errs, l.forgetLearned(p))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("sim: LAN %s hub: %w", l.name, err)
+		return fmt.Errorf("netsim: LAN %s hub: %w", l.name, err)
 	}
 	return nil
 }

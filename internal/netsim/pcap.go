@@ -1,6 +1,6 @@
 //go:build linux
 
-package sim
+package netsim
 
 import (
 	"bufio"
@@ -30,20 +30,20 @@ func (h *Host) Record(iface, file string) (stop func() error, err error) {
 	path := file
 	if !filepath.IsAbs(file) {
 		if h.net.artifacts == "" {
-			return nil, fmt.Errorf("sim: record %s: %w", file, ErrNoArtifacts)
+			return nil, fmt.Errorf("netsim: record %s: %w", file, ErrNoArtifacts)
 		}
 		path = filepath.Join(h.net.artifacts, file)
 	}
 	link, err := h.nl.LinkByName(iface)
 	if err != nil {
-		return nil, fmt.Errorf("sim: record: find %s in %s: %w", iface, h.name, err)
+		return nil, fmt.Errorf("netsim: record: find %s in %s: %w", iface, h.name, err)
 	}
 	linkType := layers.LinkTypeEthernet
 	if link.Attrs().EncapType != "ether" {
 		linkType = layers.LinkTypeRaw
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("sim: record: %w", err)
+		return nil, fmt.Errorf("netsim: record: %w", err)
 	}
 	var sock *os.File
 	err = h.Do(func() error {
@@ -65,19 +65,19 @@ func (h *Host) Record(iface, file string) (stop func() error, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sim: record: capture socket on %s in %s: %w", iface, h.name, err)
+		return nil, fmt.Errorf("netsim: record: capture socket on %s in %s: %w", iface, h.name, err)
 	}
 	out, err := os.Create(path)
 	if err != nil {
 		sock.Close()
-		return nil, fmt.Errorf("sim: record: %w", err)
+		return nil, fmt.Errorf("netsim: record: %w", err)
 	}
 	bw := bufio.NewWriter(out)
 	w := pcapgo.NewWriter(bw)
 	if err := w.WriteFileHeader(maxFrame, linkType); err != nil {
 		sock.Close()
 		out.Close()
-		return nil, fmt.Errorf("sim: record: %w", err)
+		return nil, fmt.Errorf("netsim: record: %w", err)
 	}
 	rec := &recorder{sock: sock, out: out, bw: bw, w: w, eth: linkType == layers.LinkTypeEthernet, done: make(chan struct{})}
 	go rec.routineCapture()
@@ -150,7 +150,7 @@ func (r *recorder) stop() error {
 		<-r.done
 		r.stopErr = errors.Join(r.werr, r.bw.Flush(), r.out.Close())
 		if r.stopErr != nil {
-			r.stopErr = fmt.Errorf("sim: record %s: %w", r.out.Name(), r.stopErr)
+			r.stopErr = fmt.Errorf("netsim: record %s: %w", r.out.Name(), r.stopErr)
 		}
 	})
 	return r.stopErr
