@@ -150,6 +150,9 @@ func New(opts Options) *Engine {
 // Counters returns the engine's counters.
 func (e *Engine) Counters() *Counters { return &e.counters }
 
+// Guests returns the guest list in force.
+func (e *Engine) Guests() *Guests { return e.guests.Load() }
+
 // Reload swaps in new settings and guests atomically; open doors keep what
 // they started with (CLASSIC-6.11).
 func (e *Engine) Reload(s Settings, g *Guests) {

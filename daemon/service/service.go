@@ -1,4 +1,4 @@
-package daemon
+package service
 
 import (
 	"bufio"
@@ -12,46 +12,47 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/capture"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/firewall"
 	"github.com/doorman-project/doorman/daemon/replay"
 )
 
-// ServiceOptions are doormand's command-line choices.
-type ServiceOptions struct {
+// Options are doormand's command-line choices.
+type Options struct {
 	ConfigPath string    // doormand.cf
 	Debug      bool      // -D: log to stderr at debug level, skip ownership checks
 	HexDump    io.Writer // -X: dump captured frames here
 	PidFile    string    // -p: overrides the config's pidfile
 	Stderr     io.Writer // where debug logs and start-up errors go
 	Stdout     io.Writer // where "--events -" writes
-	// Events, if set, is a file the events (Event, as JSON lines) are
-	// appended to; "-" = Stdout.
+	// Events, if set, is a file the events (daemon.Event, as JSON lines)
+	// are appended to; "-" = Stdout.
 	Events string
 }
 
 // Service is doormand: the engine wired to the real capture, firewall and
 // replay store, with pid file, logging, reload and signals.
 type Service struct {
-	opts    ServiceOptions
+	opts    Options
 	cfg     *config.Daemon
 	log     *slog.Logger
 	logFile *os.File
 	level   *slog.LevelVar
 	events  *eventWriter
+	onEvent func(daemon.Event) // tests: sees every event the service reports
 }
 
-// LoadService reads the configuration and the guest list and sets up
-// logging; it changes nothing on the system.
-func LoadService(o ServiceOptions) (*Service, *Guests, error) {
+// Load reads the configuration and the guest list and sets up logging; it
+// changes nothing on the system.
+func Load(o Options) (*Service, *daemon.Guests, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
@@ -128,7 +129,7 @@ func openStateFile(path string, flag int) (*os.File, error) {
 	return f, nil
 }
 
-func (s *Service) loadGuests() (*Guests, error) {
+func (s *Service) loadGuests() (*daemon.Guests, error) {
 	list, warns, err := config.LoadGuestList(s.cfg.GuestList, !s.opts.Debug, config.NetResolver{})
 	if err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func (s *Service) loadGuests() (*Guests, error) {
 	for _, w := range warns {
 		s.log.Warn("guest list: " + w.String())
 	}
-	return NewGuests(list), nil
+	return daemon.NewGuests(list), nil
 }
 
 // Close releases the log and events files.
@@ -149,8 +150,8 @@ func (s *Service) Close() {
 	}
 }
 
-func (s *Service) settings() Settings {
-	return Settings{
+func (s *Service) settings() daemon.Settings {
+	return daemon.Settings{
 		Interface: s.cfg.Interface,
 		WaitFor:   s.cfg.WaitFor,
 		Delay1:    s.cfg.ConnDelay1,
@@ -160,10 +161,10 @@ func (s *Service) settings() Settings {
 }
 
 // Firewall builds the configured backend.
-func (s *Service) Firewall() (Firewall, error) {
+func (s *Service) Firewall() (daemon.Firewall, error) {
 	c := s.cfg
 	doors := firewall.NFTConfig{Table: c.NftTable, Mark: c.DoorMark, Protect: c.Protect, KnockPort: c.Port,
-		KnockSocket: c.Capture == config.CaptureSocket, LogGroup: c.LogGroup, MaxDoors: c.MaxDoors, Logger: s.log}
+		KnockSocket: c.Capture == capture.ModeSocket, LogGroup: c.LogGroup, MaxDoors: c.MaxDoors, Logger: s.log}
 	switch c.Firewall {
 	case config.FirewallNftables:
 		return firewall.NewNFTables(doors), nil
@@ -184,13 +185,9 @@ func (s *Service) Firewall() (Firewall, error) {
 	return nil, fmt.Errorf("unknown firewall backend %q", c.Firewall)
 }
 
-func (s *Service) captureConfig() (capture.Config, error) {
-	mode, err := capture.ParseMode(string(s.cfg.Capture))
-	if err != nil {
-		return capture.Config{}, err
-	}
-	return capture.Config{Interface: s.cfg.Interface, Mode: mode, LinkHeaderLen: s.cfg.LinkHeaderLength,
-		KnockPort: s.cfg.Port, HexDump: s.opts.HexDump, Logger: s.log}, nil
+func (s *Service) captureConfig() capture.Config {
+	return capture.Config{Interface: s.cfg.Interface, Mode: s.cfg.Capture, LinkHeaderLen: s.cfg.LinkHeaderLength,
+		KnockPort: s.cfg.Port, HexDump: s.opts.HexDump, Logger: s.log}
 }
 
 // Run serves until ctx ends or a fatal error, in an order that keeps the
@@ -199,7 +196,7 @@ func (s *Service) captureConfig() (capture.Config, error) {
 // crashed run left behind whatever else fails later (CLASSIC-6.9); then
 // the replay store and the capture; "ready" only once all of it is in
 // place. It reloads on SIGHUP and logs counters on SIGUSR1.
-func (s *Service) Run(ctx context.Context, guests *Guests) error {
+func (s *Service) Run(ctx context.Context, guests *daemon.Guests) error {
 	pidPath := s.cfg.PidFile
 	if s.opts.PidFile != "" {
 		pidPath = s.opts.PidFile
@@ -219,10 +216,7 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	if err != nil {
 		return err
 	}
-	ccfg, err := s.captureConfig()
-	if err != nil {
-		return err
-	}
+	ccfg := s.captureConfig()
 	var store *replay.Store
 	defer func() {
 		if store != nil {
@@ -232,7 +226,7 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 		}
 	}()
 	var src *capture.Conn
-	open := func(ctx context.Context) (PacketSource, ReplayStore, error) {
+	open := func(ctx context.Context) (daemon.PacketSource, daemon.ReplayStore, error) {
 		if err := os.MkdirAll(filepath.Dir(s.cfg.HashArchive), 0o700); err != nil {
 			return nil, nil, fmt.Errorf("hash-archive %s: %w", s.cfg.HashArchive, err)
 		}
@@ -248,15 +242,15 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 		store, src = st, c
 		return c, st, nil
 	}
-	eng := New(Options{Settings: s.settings(), Guests: guests, Firewall: fw, Open: open,
+	eng := daemon.New(daemon.Options{Settings: s.settings(), Guests: guests, Firewall: fw, Open: open,
 		Conns: SockDiag{}, Logger: s.log, StatsEvery: s.cfg.StatsInterval,
-		Events: func(ev Event) {
-			if ev.Kind == EventReady {
+		Events: func(ev daemon.Event) {
+			if ev.Kind == daemon.EventReady {
 				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
 					"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
 					"guests", guests.Len(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
 			}
-			s.events.write(ev)
+			s.emit(ev)
 		}})
 
 	sig := make(chan os.Signal, 4)
@@ -287,21 +281,31 @@ func (s *Service) Run(ctx context.Context, guests *Guests) error {
 	return err
 }
 
+// emit reports ev: to the events file, and to a test's hook.
+func (s *Service) emit(ev daemon.Event) {
+	if s.onEvent != nil {
+		s.onEvent(ev)
+	}
+	s.events.write(ev)
+}
+
 // reload re-reads the configuration and guest list; if either is broken
-// the old ones stay in force (CLASSIC-9.4/2). Settings that need a restart
-// are reported.
-func (s *Service) reload(eng *Engine) {
+// the old ones stay in force (CLASSIC-9.4/2). Only the reloadable settings
+// change; restart-only ones that differ are reported and kept until a
+// restart.
+func (s *Service) reload(eng *daemon.Engine) {
 	fail := func(msg string, err error) {
 		s.log.Error(msg, "err", err)
-		eng.emit(Event{Kind: EventReload, Err: err.Error()})
+		s.emit(daemon.Event{Time: time.Now(), Kind: daemon.EventReload, Err: err.Error()})
 	}
 	cfg, warns, err := config.LoadDaemon(s.opts.ConfigPath, !s.opts.Debug)
 	if err != nil {
 		fail("reload failed: configuration kept as it was", err)
 		return
 	}
+	next := &config.Daemon{Restart: s.cfg.Restart, Reloadable: cfg.Reloadable}
 	old := s.cfg
-	s.cfg = cfg
+	s.cfg = next
 	guests, gerr := s.loadGuests()
 	if gerr != nil {
 		s.cfg = old
@@ -311,27 +315,16 @@ func (s *Service) reload(eng *Engine) {
 	for _, w := range warns {
 		s.log.Warn("config: " + w.String())
 	}
-	if cfg.Interface != old.Interface || cfg.Port != old.Port || cfg.Firewall != old.Firewall ||
-		cfg.Capture != old.Capture || cfg.HashArchive != old.HashArchive || cfg.HashArchiveSize != old.HashArchiveSize ||
-		cfg.NftTable != old.NftTable || cfg.DoorMark != old.DoorMark || !slices.Equal(cfg.Protect, old.Protect) ||
-		cfg.IptablesChain != old.IptablesChain || cfg.FirewallAdd != old.FirewallAdd || cfg.FirewallDel != old.FirewallDel ||
-		cfg.LinkHeaderLength != old.LinkHeaderLength || cfg.PidFile != old.PidFile || cfg.LogFile != old.LogFile ||
-		cfg.LogGroup != old.LogGroup {
-		s.log.Warn("reload: changes to interface, port, capture, link-header-length, firewall settings, " +
-			"hash-archive, pidfile and logfile take effect on restart; the guest list, timers and loglevel are reloaded")
-		// Keep running with what is open.
-		keep := *old
-		keep.GuestList, keep.WaitFor, keep.ConnDelay1, keep.ConnDelay2 = cfg.GuestList, cfg.WaitFor, cfg.ConnDelay1, cfg.ConnDelay2
-		keep.LogLevel, keep.StatsInterval, keep.MaxDoors = cfg.LogLevel, cfg.StatsInterval, cfg.MaxDoors
-		cfg = &keep
-		s.cfg = cfg
+	if changed := cfg.Restart.Changed(old.Restart); len(changed) > 0 {
+		s.log.Warn("reload: these settings take effect on restart; until then the old ones stay",
+			"keywords", strings.Join(changed, " "))
 	}
 	if !s.opts.Debug {
-		s.level.Set(cfg.LogLevel)
+		s.level.Set(next.LogLevel)
 	}
 	eng.Reload(s.settings(), guests)
 	s.log.Info("reloaded", "guests", guests.Len())
-	eng.emit(Event{Kind: EventReload})
+	s.emit(daemon.Event{Time: time.Now(), Kind: daemon.EventReload})
 }
 
 // eventWriter appends events as JSON lines.
@@ -353,7 +346,7 @@ func openEvents(path string, stdout io.Writer) (*eventWriter, error) {
 }
 
 // write appends ev and flushes: a reader waiting for it sees it at once.
-func (w *eventWriter) write(ev Event) {
+func (w *eventWriter) write(ev daemon.Event) {
 	if w == nil {
 		return
 	}
@@ -456,17 +449,12 @@ func alive(pid int) bool {
 // pfKThread is the kernel's PF_KTHREAD task flag (field 9 of /proc/PID/stat).
 const pfKThread = 0x00200000
 
-// syslogLevels prints the levels between slog's with their syslog names, as
-// 0.81's log did (NOTICE for accepted knocks and closed doors).
+// syslogLevels prints the levels with their syslog names, as 0.81's log
+// did (NOTICE for accepted knocks and closed doors, CRIT and above).
 func syslogLevels(groups []string, a slog.Attr) slog.Attr {
-	if a.Key == slog.TimeKey && len(groups) == 0 {
-		if t, ok := a.Value.Any().(time.Time); ok {
-			a.Value = slog.StringValue(t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
-		}
-	}
 	if a.Key == slog.LevelKey && len(groups) == 0 {
-		if l, ok := a.Value.Any().(slog.Level); ok && l == LevelNotice {
-			a.Value = slog.StringValue("NOTICE")
+		if l, ok := a.Value.Any().(slog.Level); ok {
+			a.Value = slog.StringValue(config.LevelName(l))
 		}
 	}
 	return a

@@ -1,8 +1,8 @@
-package daemon
+package service
 
 import (
-	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,47 +12,65 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/firewall"
+	"github.com/doorman-project/doorman/daemon/replay"
 )
 
 // TestServiceReload: SIGHUP's reload swaps in a new guest list at once; a
-// broken one is reported and the old list stays in force (CLASSIC-9.4/2),
-// and open doors are not touched (CLASSIC-6.11).
+// broken one is reported, with file and line, and the old list stays in
+// force (CLASSIC-9.4/2). A restart-only setting that changed stays as it
+// was; a reloadable one changes.
 func TestServiceReload(t *testing.T) {
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "doormand.cf")
 	gl := filepath.Join(dir, "guests")
-	os.WriteFile(cf, []byte("interface eth0\nguestlist "+gl+"\nhash-archive "+filepath.Join(dir, "replay")+"\n"), 0o600)
+	base := "interface eth0\nguestlist " + gl + "\nhash-archive " + filepath.Join(dir, "replay") + "\n"
+	os.WriteFile(cf, []byte(base), 0o600)
 	os.WriteFile(gl, []byte("alice s3cretKnock 22 198.18.0.0/24\n"), 0o600)
-	var logs bytes.Buffer
-	svc, guests, err := LoadService(ServiceOptions{ConfigPath: cf, Debug: true, Stderr: &logs})
+	svc, guests, err := Load(Options{ConfigPath: cf, Debug: true, Stderr: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	eng := New(Options{Settings: svc.settings(), Guests: guests, Firewall: firewall.NewFake()})
+	var reloads []daemon.Event
+	svc.onEvent = func(ev daemon.Event) {
+		if ev.Kind == daemon.EventReload {
+			reloads = append(reloads, ev)
+		}
+	}
+	eng := daemon.New(daemon.Options{Settings: svc.settings(), Guests: guests, Firewall: firewall.NewFake()})
+	inForce := func(group, secret string) bool {
+		return eng.Guests().Fingerprints()(replay.GuestFingerprint(group, []byte(secret)))
+	}
 
 	os.WriteFile(gl, []byte("alice s3cretKnock 22 198.18.0.0/24\nbob b0bsecret 22 198.18.0.0/24\n"), 0o600)
+	os.WriteFile(cf, []byte(base+"waitfor 3\ninterface eth1\n"), 0o600)
 	svc.reload(eng)
-	if eng.guests.Load().byName["bob"] == nil {
-		t.Fatalf("bob not in force after reload; log:\n%s", logs.String())
+	if len(reloads) != 1 || reloads[0].Err != "" {
+		t.Fatalf("reload events %+v, want one that succeeded", reloads)
+	}
+	if !inForce("bob", "b0bsecret") || !inForce("alice", "s3cretKnock") {
+		t.Fatal("bob not in force after reload")
+	}
+	if got := svc.Config(); got.WaitFor != 3*time.Second || got.Interface != "eth0" {
+		t.Errorf("after reload waitfor %v (want 3s, reloadable), interface %s (want eth0 until a restart)", got.WaitFor, got.Interface)
 	}
 
 	os.WriteFile(gl, []byte("alice s3cretKnock 22 198.18.0.0/24\ncarol nosuchaddress\n"), 0o600)
 	svc.reload(eng)
-	g := eng.guests.Load()
-	if g.byName["bob"] == nil || g.byName["carol"] != nil {
+	if !inForce("bob", "b0bsecret") || inForce("carol", "nosuchaddress") {
 		t.Fatal("a broken guest list replaced the one in force")
 	}
-	if !strings.Contains(logs.String(), "reload failed: guest list kept as it was") || !strings.Contains(logs.String(), "guests:2") {
-		t.Fatalf("reload error not reported with file and line; log:\n%s", logs.String())
+	if len(reloads) != 2 || !strings.Contains(reloads[1].Err, gl+":2") {
+		t.Fatalf("reload of a broken list: events %+v, want an error naming %s:2", reloads, gl)
 	}
 }
 
 // TestServiceMissingConfig: a missing configuration file is a clear error
 // naming the path, and nothing starts.
 func TestServiceMissingConfig(t *testing.T) {
-	_, _, err := LoadService(ServiceOptions{ConfigPath: "/nonexistent/doormand.cf", Debug: true})
+	_, _, err := Load(Options{ConfigPath: "/nonexistent/doormand.cf", Debug: true})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/doormand.cf") {
 		t.Fatalf("LoadService of a missing file: %v", err)
 	}

@@ -1,12 +1,16 @@
 //go:build !linux
 
-package daemon
+package service
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/doorman-project/doorman/daemon"
+)
 
 // SockDiag is the Linux connection tracker; elsewhere every connection
 // looks gone, so doors close after connection-delay-1.
 type SockDiag struct{}
 
-// State implements ConnTracker.
-func (SockDiag) State(netip.AddrPort, netip.AddrPort) ConnState { return ConnNone }
+// State implements daemon.ConnTracker.
+func (SockDiag) State(netip.AddrPort, netip.AddrPort) daemon.ConnState { return daemon.ConnNone }

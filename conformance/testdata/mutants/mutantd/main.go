@@ -26,6 +26,7 @@ import (
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/firewall"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -89,7 +90,7 @@ func (r resign) Read(p *capture.Packet) error {
 }
 
 func run(mutant, cfgPath string) error {
-	svc, guests, err := daemon.LoadService(daemon.ServiceOptions{ConfigPath: cfgPath, Debug: true})
+	svc, guests, err := service.Load(service.Options{ConfigPath: cfgPath, Debug: true})
 	if err != nil {
 		return err
 	}
@@ -102,12 +103,8 @@ func run(mutant, cfgPath string) error {
 	if err != nil {
 		return err
 	}
-	mode, err := capture.ParseMode(string(cfg.Capture))
-	if err != nil {
-		return err
-	}
 	var src daemon.PacketSource
-	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
+	c, err := capture.Open(ctx, capture.Config{Interface: cfg.Interface, Mode: cfg.Capture, LinkHeaderLen: cfg.LinkHeaderLength,
 		KnockPort: cfg.Port, Logger: svc.Logger()})
 	if err != nil {
 		return err
@@ -141,7 +138,7 @@ func run(mutant, cfgPath string) error {
 	}
 	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
 		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
-		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: daemon.SockDiag{}, Logger: svc.Logger(),
+		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: service.SockDiag{}, Logger: svc.Logger(),
 		Events: func(ev daemon.Event) {
 			if ev.Kind == daemon.EventReady {
 				svc.Logger().Info("doormand started", "mutant", mutant)
