@@ -498,5 +498,6 @@ func (n *NFTables) abandon() {
 	close(st.stop)
 	st.nflog.close()
 	<-st.done
+	<-st.claims
 	st.conn.CloseLasting()
 }
