@@ -303,6 +303,9 @@ func TestIntegrationDoormand(t *testing.T) {
 		{"script-0.81-iptables-scripts", "script", iptPolicyDrop, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			// Each backend has namespaces of its own; most of the time
+			// is waiting for doors to expire and dials to time out.
+			t.Parallel()
 			e := newE2E(t, c.backend, c.ruleset, c.cfg)
 			e.assertSilent()
 
@@ -471,6 +474,7 @@ ip6tables -P INPUT DROP`
 		{"iptables", ip6Drop},
 	} {
 		t.Run(c.backend, func(t *testing.T) {
+			t.Parallel()
 			e := newE2E(t, c.backend, c.ruleset, "")
 			if conn := e.dialTo(e.srv6, svcPort); conn != nil {
 				conn.Close()
@@ -493,6 +497,89 @@ ip6tables -P INPUT DROP`
 			}
 			conn.Close()
 			e.waitNoRules(4 * time.Second)
+		})
+	}
+}
+
+// TestIntegrationCrashThenBadStore: doormand is killed with a door armed,
+// and the next start fails because the replay store cannot be opened. The
+// failed start must still remove the killed run's door (audit finding 5):
+// leftovers are removed before anything else (CLASSIC-6.9/2).
+func TestIntegrationCrashThenBadStore(t *testing.T) {
+	e := newE2E(t, "nftables", nftPolicyDrop, "")
+	e.mustKnock(svcPort)
+	e.waitRules(3 * time.Second)
+	if err := e.d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.doorRules()) == 0 {
+		t.Fatal("the killed run left no door: the test shows nothing")
+	}
+	if err := os.WriteFile(filepath.Join(e.d.Dir(), "replay"), []byte("not a replay store, not a 0.81 archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.srv.Command(t.Context(), filepath.Join(e.bin, "doormand"), "-D", "-f", e.d.ConfigPath()).CombinedOutput()
+	if err == nil {
+		t.Fatalf("doormand started with a broken replay store:\n%s", out)
+	}
+	if !strings.Contains(string(out), "replay") {
+		t.Fatalf("the failed start does not name the replay store:\n%s", out)
+	}
+	if r := e.doorRules(); len(r) != 0 {
+		t.Fatalf("the failed start left the killed run's door: %v", r)
+	}
+	if c := e.dial(svcPort); c != nil {
+		c.Close()
+		t.Fatal("port open after the failed start")
+	}
+}
+
+// TestIntegrationCaptureSocket: with capture socket the knock datagrams
+// must reach the socket through doorman's own table and the admin's drop
+// policy (audit finding 10), and the door works as with the other modes.
+func TestIntegrationCaptureSocket(t *testing.T) {
+	e := newE2E(t, "nftables", nftPolicyDrop, "capture socket\n")
+	e.mustKnock(svcPort)
+	e.waitRules(3 * time.Second)
+	conn := e.dial(svcPort)
+	if conn == nil {
+		t.Fatal("door did not open after a knock received on the socket")
+	}
+	defer conn.Close()
+	if c2 := e.dial(svcPort); c2 != nil {
+		c2.Close()
+		t.Fatal("a second connection got in (CLASSIC-6.2)")
+	}
+}
+
+// TestIntegrationShortConnection: a connection that ends within a
+// millisecond of starting still uses up its door: no second connection,
+// and the door closes at once rather than staying armed (audit finding 9),
+// with every backend (CLASSIC-6.5/3).
+func TestIntegrationShortConnection(t *testing.T) {
+	for _, c := range []struct{ backend, ruleset string }{
+		{"nftables", nftPolicyDrop},
+		{"iptables", iptPolicyDrop},
+		{"script", iptPolicyDrop},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			t.Parallel()
+			e := newE2E(t, c.backend, c.ruleset, "")
+			e.mustKnock(svcPort)
+			e.waitRules(3 * time.Second)
+			conn := e.dial(svcPort)
+			if conn == nil {
+				t.Fatal("door did not open")
+			}
+			conn.Close()
+			e.waitEvent(dt.Closed("connection-ended"), 3*time.Second, "closed after the short connection")
+			for range 3 {
+				if c2 := e.dial(svcPort); c2 != nil {
+					c2.Close()
+					t.Fatal("a second connection got in after a short first one")
+				}
+			}
+			e.waitNoRules(3 * time.Second)
 		})
 	}
 }
