@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -203,6 +202,3 @@ func pollUntil(within time.Duration, cond func() bool) bool {
 	}
 	return true
 }
-
-// writeFile writes a file of the run.
-func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

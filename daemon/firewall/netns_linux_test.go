@@ -207,32 +207,6 @@ func (n *testNet) mustNotConnect(t *testing.T, src netip.Addr, sport uint16, dst
 	}
 }
 
-// dialPair starts two connections from two source ports at the same moment
-// and returns how many got in.
-func (n *testNet) dialPair(t *testing.T, src, dst netip.Addr) int {
-	t.Helper()
-	p1, p2 := n.port(), n.port()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok := 0
-	for _, p := range []uint16{p1, p2} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := n.dial(src, p, dst, dialRefuse+dialOK/2)
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-			mu.Lock()
-			ok++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return ok
-}
-
 // Server-side firewalls that drop all input except what the host's admin
 // allows. markLine adds the accept line from the package documentation.
 func (n *testNet) dropAllNFT(t *testing.T, markLine bool) {
