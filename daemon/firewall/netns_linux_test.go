@@ -50,7 +50,7 @@ func requireRoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test skipped in -short mode")
 	}
-	for _, bin := range []string{"nft", "iptables", "ip6tables"} {
+	for _, bin := range []string{"ip", "nft", "iptables", "ip6tables"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("integration test needs %s: %v", bin, err)
 		}
