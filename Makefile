@@ -30,10 +30,16 @@ build:
 	done
 
 # The README's test command. Kernel tests (TestIntegration*) skip unless root.
-# One package at a time (-p 1): the end-to-end tests judge timing (doors,
-# timeouts) and must not compete for the two cores with each other.
-test: deps
-	$(GO) test -p 1 -count=1 -timeout 30m ./...
+# With the race detector when a C compiler is there (-race needs cgo), so
+# every package with locks is checked. One package at a time (-p 1): the
+# end-to-end tests judge timing (doors, timeouts) and must not compete for
+# the two cores with each other; within a package, tests that only wait
+# (the firewall's door tests, each in namespaces of its own) run 8 at once.
+# The binaries are built once for every package's end-to-end tests.
+RACE := $(if $(shell command -v gcc 2>/dev/null),-race,)
+test: deps build
+	CGO_ENABLED=$(if $(RACE),1,0) DOORMAN_BIN=$(CURDIR)/$(BIN) \
+		$(GO) test $(RACE) -p 1 -parallel 8 -count=1 -timeout 30m ./...
 
 STATICCHECK_VERSION ?= v0.8.2
 

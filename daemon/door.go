@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/firewall"
 )
 
@@ -545,7 +546,7 @@ func (l *doorLoop) event(d *door, s DoorState, why CloseReason) {
 		Dst: d.key.dst, Port: d.key.port, Group: d.group, Why: why}
 	level := slog.LevelDebug
 	if s == DoorClosed || s == DoorOpen {
-		level = LevelNotice
+		level = config.LevelNotice
 	}
 	if e.log.Enabled(context.Background(), level) {
 		attrs := []slog.Attr{slog.Uint64("door", d.id), slog.Any("src", d.key.src), slog.Int("src_port", int(d.srcPort)),

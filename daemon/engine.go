@@ -200,6 +200,12 @@ func New(opts Options) *Engine {
 // Counters returns the engine's counters.
 func (e *Engine) Counters() *Counters { return &e.counters }
 
+// Guests returns the guest list in force.
+func (e *Engine) Guests() *Guests { return e.guests.Load() }
+
+// Settings returns the settings in force.
+func (e *Engine) Settings() Settings { return *e.settings.Load() }
+
 // Reload swaps in new settings and guests atomically; open doors keep what
 // they started with (CLASSIC-6.11).
 func (e *Engine) Reload(s Settings, g *Guests) {

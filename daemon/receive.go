@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/doorman-project/doorman/daemon/capture"
+	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/protocol"
 )
@@ -129,14 +130,11 @@ func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
 		return
 	}
 	e.counters.add(ReasonAccepted)
-	e.log.LogAttrs(context.Background(), LevelNotice, "knock accepted", slog.Any("src", p.Src),
+	e.log.LogAttrs(context.Background(), config.LevelNotice, "knock accepted", slog.Any("src", p.Src),
 		slog.String("group", g.Name), slog.Int("port", int(k.Port)), slog.Any("dst", p.Dst), slog.String("protocol", protocolClassic))
 	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: protocolClassic, Src: p.Src, Dst: p.Dst, Group: g.Name, Port: k.Port})
 	e.newDoors <- doorRequest{src: p.Src, dst: p.Dst, port: k.Port, group: g.Name, at: e.now()}
 }
-
-// LevelNotice is syslog's NOTICE, between Info and Warn.
-const LevelNotice = slog.LevelInfo + 2
 
 // reject counts a refused knock, logs it at warning level and reports it,
 // both rate-limited (CLASSIC-4.5).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorman-project/doorman/daemon/capture"
+	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/ratelimit"
 	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/protocol"
@@ -47,6 +48,9 @@ type modernJob struct {
 // refuses them all as ReasonModernNoKey. Knocks already queued are opened
 // with the key they passed mac1 under.
 func (e *Engine) SetOpener(o *protocol.Opener) { e.opener.Store(o) }
+
+// Opener returns the doorman's key in force for modern knocks; nil = none.
+func (e *Engine) Opener() *protocol.Opener { return e.opener.Load() }
 
 // newSourceLimiter returns the per-source budget of public-key work of s
 // (MODERN-12.12).
@@ -209,7 +213,7 @@ func (e *Engine) verifyModern(j *modernJob) {
 	if k.SourcePort != 0 {
 		attrs = append(attrs, slog.Int("src_port", int(k.SourcePort)))
 	}
-	e.log.LogAttrs(context.Background(), LevelNotice, "knock accepted", attrs...)
+	e.log.LogAttrs(context.Background(), config.LevelNotice, "knock accepted", attrs...)
 	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: protocolModern, Src: door, Dst: j.dst,
 		Group: g.Name, Port: k.Port, Modern: m.info})
 	e.newDoors <- doorRequest{src: door, dst: j.dst, port: k.Port, pinPort: k.SourcePort, group: g.Name, at: e.now()}

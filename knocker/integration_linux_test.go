@@ -3,8 +3,6 @@ package knocker
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -13,35 +11,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
+	"github.com/doorman-project/doorman/internal/doormandtest"
+	"github.com/doorman-project/doorman/internal/netsim"
 	"github.com/doorman-project/doorman/protocol"
 )
 
-// Topology of the integration tests, all inside namespaces made per run:
+// Topology of the integration tests, an internal/netsim run per test:
 //
-//	dmkn-<rand>-cli                       dmkn-<rand>-srv
-//	  veth0 198.18.0.1/24  <---------->   veth0 198.18.0.2/24
-//	        2001:db8::1/64                      2001:db8::2/64
+//	<run>-cli                              <run>-srv
+//	  eth0 198.18.1.1/24     <---------->    eth0 198.18.1.2/24
+//	       2001:db8:0:1::1/64                     2001:db8:0:1::2/64
 //
 // The server namespace has a UDP "doorman" that records knocks on the knock
 // port and a TCP listener on the door port. Neither namespace has a default
 // route, so nothing can leave them.
-var (
-	cliV4 = netip.MustParseAddr("198.18.0.1")
-	srvV4 = netip.MustParseAddr("198.18.0.2")
-	cliV6 = netip.MustParseAddr("2001:db8::1")
-	srvV6 = netip.MustParseAddr("2001:db8::2")
-)
-
 const (
 	itKnockPort = 1001
 	itDoorPort  = 2222
@@ -50,106 +37,30 @@ const (
 	itGroup     = "alice"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	doormandtest.RemoveBuilt()
+	os.Exit(code)
+}
+
 type testNet struct {
-	prefix   string
-	cli, srv netns.NsHandle
+	cli, srv     *netsim.Host
+	cliV4, srvV4 netip.Addr
+	cliV6, srvV6 netip.Addr
 }
 
 // newTestNet builds the topology above, or skips when this process may not
 // create namespaces. Everything is removed at cleanup.
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("integration test needs root to create network namespaces")
-	}
-	var rnd [3]byte
-	rand.Read(rnd[:])
-	n := &testNet{prefix: "dmkn-" + hex.EncodeToString(rnd[:])}
-
-	err := onFreshThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		defer netns.Set(orig)
-		if n.cli, err = netns.NewNamed(n.prefix + "-cli"); err != nil {
-			return err
-		}
-		t.Cleanup(func() { n.cli.Close(); netns.DeleteNamed(n.prefix + "-cli") })
-		if n.srv, err = netns.NewNamed(n.prefix + "-srv"); err != nil {
-			return err
-		}
-		t.Cleanup(func() { n.srv.Close(); netns.DeleteNamed(n.prefix + "-srv") })
-		return nil
-	})
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-		t.Skipf("cannot create network namespaces: %v", err)
-	}
+	net := netsim.ForTest(t, "dmkn")
+	n := &testNet{cli: net.AddHostForTest(t, "cli"), srv: net.AddHostForTest(t, "srv")}
+	l, err := net.Link(n.cli, n.srv, netsim.LinkOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	hc, err := netlink.NewHandleAt(n.cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
-	hs, err := netlink.NewHandleAt(n.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hs.Close()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "vpeer0", PeerNamespace: netlink.NsFd(n.srv)}
-	if err := hc.LinkAdd(veth); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	setup := func(h *netlink.Handle, name string, v4, v6 netip.Addr) {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)} {
-			a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-			if p.Addr().Is6() {
-				a.Flags = unix.IFA_F_NODAD // usable at once, no duplicate detection delay
-			}
-			if err := h.AddrAdd(l, a); err != nil {
-				t.Fatalf("%s %s: %v", name, p, err)
-			}
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-		if lo, err := h.LinkByName("lo"); err == nil {
-			h.LinkSetUp(lo)
-		}
-	}
-	setup(hc, "veth0", cliV4, cliV6)
-	setup(hs, "vpeer0", srvV4, srvV6)
+	n.cliV4, n.cliV6, n.srvV4, n.srvV6 = l.A.Addr4, l.A.Addr6, l.B.Addr4, l.B.Addr6
 	return n
-}
-
-// onFreshThread runs fn on a locked OS thread that is thrown away afterwards,
-// so a namespace switch in fn can never leak into other goroutines.
-func onFreshThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// in runs fn with the calling thread inside ns. Sockets fn creates stay in
-// ns for their whole life and may be used from any goroutine afterwards.
-func in(ns netns.NsHandle, fn func() error) error {
-	return onFreshThread(func() error {
-		if err := netns.Set(ns); err != nil {
-			return err
-		}
-		return fn()
-	})
 }
 
 type datagram struct {
@@ -162,7 +73,7 @@ type datagram struct {
 func (n *testNet) startServer(t *testing.T) <-chan datagram {
 	var udp *net.UDPConn
 	var tcp net.Listener
-	err := in(n.srv, func() error {
+	err := n.srv.Do(func() error {
 		var err error
 		if udp, err = net.ListenUDP("udp", &net.UDPAddr{Port: itKnockPort}); err != nil {
 			return err
@@ -248,7 +159,7 @@ func TestIntegrationKnock(t *testing.T) {
 		var results []Result
 		for i := 0; i < count; i++ {
 			var res Result
-			if err := in(n.cli, func() (err error) {
+			if err := n.cli.Do(func() (err error) {
 				res, err = Send(context.Background(), o)
 				return err
 			}); err != nil {
@@ -272,9 +183,9 @@ func TestIntegrationKnock(t *testing.T) {
 			t.Errorf("Result.Dest = %s", res.Dest)
 		}
 	}
-	send(srvV4.String(), "", cliV4, knocks)
-	send(srvV6.String(), "udp6", cliV6, 20) // CLASSIC-2.7
-	send("["+srvV6.String()+"]", "", cliV6, 5)
+	send(n.srvV4.String(), "", n.cliV4, knocks)
+	send(n.srvV6.String(), "udp6", n.cliV6, 20) // CLASSIC-2.7
+	send("["+n.srvV6.String()+"]", "", n.cliV6, 5)
 	if len(tags) != knocks+25 {
 		t.Fatalf("%d distinct tags", len(tags))
 	}
@@ -287,22 +198,11 @@ func TestIntegrationKnock(t *testing.T) {
 	// No route: the datagram cannot leave, and the error says why.
 	for _, host := range []string{"198.19.255.1", "2001:db8:ffff::1"} {
 		o.Host, o.Network = host, ""
-		err := in(n.cli, func() error { _, err := Send(context.Background(), o); return err })
+		err := n.cli.Do(func() error { _, err := Send(context.Background(), o); return err })
 		if !errors.Is(err, ErrUnreachable) {
 			t.Errorf("knock to unrouted %s: err = %v, want ErrUnreachable", host, err)
 		}
 	}
-}
-
-// buildKnock compiles cmd/knock once per test.
-func buildKnock(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "knock")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/doorman-project/doorman/cmd/knock")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // TestIntegrationKnockCommand runs the built knock binary inside the client
@@ -312,15 +212,14 @@ func buildKnock(t *testing.T) string {
 func TestIntegrationKnockCommand(t *testing.T) {
 	n := newTestNet(t)
 	got := n.startServer(t)
-	bin := buildKnock(t)
+	bin := filepath.Join(doormandtest.Binaries(t), "knock")
 	home := t.TempDir() // no ~/.knockcf from the machine
 
 	knock := func(args ...string) (string, string, int, time.Duration) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		full := append([]string{"netns", "exec", n.prefix + "-cli", bin, "-g", itGroup, "-s", itSecret, "-p", fmt.Sprint(itKnockPort)}, args...)
-		cmd := exec.CommandContext(ctx, "ip", full...)
+		cmd := n.cli.Command(ctx, bin, append([]string{"-g", itGroup, "-s", itSecret, "-p", fmt.Sprint(itKnockPort)}, args...)...)
 		cmd.Env = append(os.Environ(), "HOME="+home)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -337,35 +236,35 @@ func TestIntegrationKnockCommand(t *testing.T) {
 		return stdout.String(), stderr.String(), code, took
 	}
 
-	if out, errs, code, _ := knock(srvV4.String(), "2222"); code != 0 || out != "" {
+	if out, errs, code, _ := knock(n.srvV4.String(), "2222"); code != 0 || out != "" {
 		t.Fatalf("knock: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	checkKnock(t, receive(t, got), cliV4)
+	checkKnock(t, receive(t, got), n.cliV4)
 
-	if _, errs, code, _ := knock("-6", srvV6.String(), "2222"); code != 0 {
+	if _, errs, code, _ := knock("-6", n.srvV6.String(), "2222"); code != 0 {
 		t.Fatalf("knock -6: exit %d, stderr %q", code, errs)
 	}
-	checkKnock(t, receive(t, got), cliV6)
+	checkKnock(t, receive(t, got), n.cliV6)
 
 	// --wait knocks, probes, and knocks again for the user (CLASSIC-11.6).
-	out, errs, code, _ := knock("--wait=5s", srvV4.String(), "2222")
+	out, errs, code, _ := knock("--wait=5s", n.srvV4.String(), "2222")
 	if code != 0 || !regexp.MustCompile(`^open after [0-9]+ ms\n$`).MatchString(out) {
 		t.Fatalf("--wait on the open port: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	first := checkKnock(t, receive(t, got), cliV4)
-	if second := checkKnock(t, receive(t, got), cliV4); second == first {
+	first := checkKnock(t, receive(t, got), n.cliV4)
+	if second := checkKnock(t, receive(t, got), n.cliV4); second == first {
 		t.Error("--wait sent the same tag twice")
 	}
 
-	out, errs, code, _ = knock("--wait=5s", srvV6.String(), "2222")
+	out, errs, code, _ = knock("--wait=5s", n.srvV6.String(), "2222")
 	if code != 0 || !strings.HasPrefix(out, "open after ") {
 		t.Fatalf("--wait over IPv6: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	checkKnock(t, receive(t, got), cliV6)
-	checkKnock(t, receive(t, got), cliV6)
+	checkKnock(t, receive(t, got), n.cliV6)
+	checkKnock(t, receive(t, got), n.cliV6)
 
 	const wait = 1500 * time.Millisecond
-	out, errs, code, took := knock("--wait="+wait.String(), srvV4.String(), fmt.Sprint(itShutPort))
+	out, errs, code, took := knock("--wait="+wait.String(), n.srvV4.String(), fmt.Sprint(itShutPort))
 	if code != 1 || out != "" || !strings.Contains(errs, "no door opened (check group, secret, port, your address)") {
 		t.Fatalf("--wait on a closed port: exit %d, stdout %q, stderr %q", code, out, errs)
 	}

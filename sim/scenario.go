@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
 // ErrScenarioFailed is returned by RunScenario when at least one check of
@@ -35,11 +36,12 @@ type Scenario struct {
 	Run func(ctx context.Context, r *Run) error
 }
 
-// Scenarios returns the built-in scenarios in their suggested order.
+// Scenarios returns the built-in scenarios in their suggested order, the
+// flood with its default, light load (see Flood for a heavier one).
 func Scenarios() []Scenario {
 	all := []Scenario{happyScenario(), replayScenario(), timeoutScenario()}
 	all = append(all, networkScenarios()...)
-	return append(all, loadScenarios()...)
+	return append(all, crowdScenario(), Flood(FloodOptions{}), linktypesScenario())
 }
 
 // LookupScenario returns the built-in scenario called name.
@@ -64,24 +66,19 @@ type RunConfig struct {
 	Out io.Writer
 	// Prefix is the namespace prefix; empty means "dmscen".
 	Prefix string
-	// Rate is the flood scenario's junk rate in datagrams per second; 0
-	// means a light 20000, enough to exercise the path in tests.
-	Rate int
-	// Seconds is how long the flood scenario floods; 0 means 2.
-	Seconds float64
 }
 
 // Run is one playing of a scenario: its network, its working directory
 // and its transcript.
 type Run struct {
 	// Net is the scenario's network; it is closed when the scenario ends.
-	Net *Net
+	Net *netsim.Net
 	// Bin is the directory holding doormand and knock.
 	Bin string
 	// Dir is a working directory for configuration files and logs.
 	Dir string
-
-	cfg RunConfig // what the run was started with (flood parameters)
+	// Artifacts is RunConfig.Artifacts: when set, the run keeps pcaps.
+	Artifacts string
 
 	mu     sync.Mutex
 	out    io.Writer
@@ -116,17 +113,17 @@ func RunScenario(ctx context.Context, s Scenario, cfg RunConfig) (err error) {
 	}
 	// Leftovers of an earlier run of this prefix that died without its
 	// cleanup (kill -9, a crash) go first; live runs are left alone.
-	if swept, err := Sweep(prefix); err != nil {
+	if swept, err := netsim.Sweep(prefix); err != nil {
 		fmt.Fprintf(out, "sweep of earlier %s runs failed: %v\n", prefix, err)
 	} else if len(swept) > 0 {
 		fmt.Fprintf(out, "removed leftovers of crashed earlier runs: %s\n", strings.Join(swept, " "))
 	}
-	n, err := New(ctx, Options{Prefix: prefix, Artifacts: dir})
+	n, err := netsim.New(ctx, netsim.Options{Prefix: prefix, Artifacts: dir})
 	if err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	defer n.Close()
-	r := &Run{Net: n, Bin: cfg.Bin, Dir: dir, cfg: cfg, out: out, start: time.Now()}
+	r := &Run{Net: n, Bin: cfg.Bin, Dir: dir, Artifacts: cfg.Artifacts, out: out, start: time.Now()}
 	fmt.Fprintf(out, "=== scenario %s: %s (run %s)\n", s.Name, s.Description, n.RunID())
 	runErr := s.Run(ctx, r)
 	if runErr != nil {
@@ -169,20 +166,6 @@ func (r *Run) Failed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.failed > 0
-}
-
-// BuildDoorman builds doormand and knock from the module rooted at root
-// into dir.
-func BuildDoorman(ctx context.Context, root, dir string) error {
-	for _, c := range []string{"doormand", "knock"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, c), "./cmd/"+c)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %w\n%s", c, err, out)
-		}
-	}
-	return nil
 }
 
 // ScenarioNames returns the built-in scenario names, sorted.

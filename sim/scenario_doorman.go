@@ -4,23 +4,23 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/doorman-project/doorman/internal/doormandtest"
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
 // Scenario constants: the guest, its secret, the knock and service ports.
 const (
 	scenGuest     = "alice"
 	scenSecret    = "s3cretKnock"
-	scenKnockPort = 1001
+	scenKnockPort = doormandtest.KnockPort
 	scenSvcPort   = 2222
 	scenWaitfor   = 2 * time.Second
 )
@@ -38,42 +38,34 @@ const scenPolicyDrop = `table inet filter {
 `
 
 // doorman is a doormand running in a server host behind a policy-drop
-// ruleset, with a greeting TCP service on scenSvcPort.
+// ruleset, with a greeting TCP service on scenSvcPort. Its checks read the
+// daemon's event stream.
 type doorman struct {
-	r       *Run
-	server  *Host
-	cfgPath string
-	logPath string
-	daemon  *exec.Cmd
-	waitErr chan error
+	*doormandtest.Daemon
+	r      *Run
+	server *netsim.Host
+}
+
+// installPolicyDrop loads scenPolicyDrop into h.
+func installPolicyDrop(ctx context.Context, r *Run, h *netsim.Host) error {
+	cmd := h.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(scenPolicyDrop)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("server ruleset: %w: %s", err, out)
+	}
+	return nil
 }
 
 // setupDoorman installs the ruleset, the service and the configuration in
 // server and starts doormand. Guests may knock from allowed.
-func setupDoorman(ctx context.Context, r *Run, server *Host, ifname string, allowed netip.Prefix) (*doorman, error) {
-	d := &doorman{r: r, server: server, cfgPath: filepath.Join(r.Dir, "doormand.cf"), logPath: filepath.Join(r.Dir, "doormand.log")}
-	rules := filepath.Join(r.Dir, "ruleset.nft")
-	if err := os.WriteFile(rules, []byte(scenPolicyDrop), 0o600); err != nil {
+func setupDoorman(ctx context.Context, r *Run, server *netsim.Host, ifname string, allowed netip.Prefix) (*doorman, error) {
+	if err := installPolicyDrop(ctx, r, server); err != nil {
 		return nil, err
 	}
-	if out, err := server.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("server ruleset: %w: %s", err, out)
-	}
-	cf := fmt.Sprintf("interface %s\nport %d\nwaitfor %d\nconnection-delay-1 500000\nconnection-delay-2 1\n"+
-		"guestlist %s/guests\nhash-archive %s/replay\npidfile %s/pid\nloglevel debug\nstats-interval 0\n"+
-		"firewall nftables\nnft-table doorman\n",
-		ifname, scenKnockPort, int(scenWaitfor/time.Second), r.Dir, r.Dir, r.Dir)
-	if err := os.WriteFile(d.cfgPath, []byte(cf), 0o600); err != nil {
+	if err := doormandtest.Serve(ctx, server, netip.AddrPortFrom(server.Addr4(), scenSvcPort)); err != nil {
 		return nil, err
 	}
-	guests := fmt.Sprintf("%s %s %d %s\n", scenGuest, scenSecret, scenSvcPort, allowed)
-	if err := os.WriteFile(filepath.Join(r.Dir, "guests"), []byte(guests), 0o600); err != nil {
-		return nil, err
-	}
-	if err := d.listen(ctx); err != nil {
-		return nil, err
-	}
-	if r.cfg.Artifacts != "" {
+	if r.Artifacts != "" {
 		// What the server saw, for Wireshark; Net.Close stops the recorder.
 		pcap := fmt.Sprintf("%s-%s.pcap", server.Name(), ifname)
 		if _, err := server.Record(ifname, pcap); err != nil {
@@ -82,81 +74,62 @@ func setupDoorman(ctx context.Context, r *Run, server *Host, ifname string, allo
 		r.Step("recording %s %s to %s", server.Name(), ifname, filepath.Join(r.Dir, pcap))
 	}
 	r.Step("server %s: policy-drop ruleset, service on :%d, guest %s allowed from %s", server.Addr4(), scenSvcPort, scenGuest, allowed)
-	return d, d.start(ctx)
+	return startDoorman(ctx, r, server, r.Dir, doormandtest.Options{
+		Config: doormandtest.Config(ifname, scenWaitfor, "firewall nftables", "nft-table doorman"),
+		Guests: fmt.Sprintf("%s %s %d %s\n", scenGuest, scenSecret, scenSvcPort, allowed),
+	})
 }
 
-// listen starts the greeting service in the server; it stops when ctx
-// ends or the namespace goes away.
-func (d *doorman) listen(ctx context.Context) error {
-	return serveGreeting(ctx, d.server, scenSvcPort)
-}
-
-// start runs doormand in the foreground, appending to the log, and waits
-// for it to report that it started.
-func (d *doorman) start(ctx context.Context) error {
-	before := d.count("doormand started")
-	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// startDoorman starts doormand in server with o, its files in dir.
+func startDoorman(ctx context.Context, r *Run, server *netsim.Host, dir string, o doormandtest.Options) (*doorman, error) {
+	o.Binary, o.Dir = filepath.Join(r.Bin, "doormand"), dir
+	d, err := doormandtest.Start(ctx, server, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cmd := d.server.Command(ctx, filepath.Join(d.r.Bin, "doormand"), "-D", "-f", d.cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start doormand: %w", err)
-	}
-	d.daemon = cmd
-	d.waitErr = make(chan error, 1)
-	go func() { d.waitErr <- cmd.Wait(); logf.Close() }()
-	d.r.Step("start doormand in %s", d.server.Name())
-	if !d.waitLog("doormand started", before+1, 10*time.Second) {
-		return fmt.Errorf("doormand did not start; log:\n%s", d.log())
-	}
-	time.Sleep(100 * time.Millisecond) // the firewall is set up right after the start record
-	return nil
+	r.Step("started doormand in %s (ready: its firewall is in place)", server.Name())
+	return &doorman{Daemon: d, r: r, server: server}, nil
+}
+
+// restart starts doormand again after a stop or a crash.
+func (d *doorman) restart(ctx context.Context) error {
+	d.r.Step("start doormand again")
+	return d.Restart(ctx)
 }
 
 // stop sends SIGTERM and waits for doormand to exit.
 func (d *doorman) stop() error {
-	if d.daemon == nil {
-		return nil
-	}
 	d.r.Step("SIGTERM doormand")
-	d.daemon.Process.Signal(syscall.SIGTERM)
-	defer func() { d.daemon = nil }()
-	select {
-	case err := <-d.waitErr:
-		return err
-	case <-time.After(20 * time.Second):
-		d.daemon.Process.Kill()
-		return errors.New("doormand did not stop within 20s")
-	}
+	return d.Stop()
 }
 
-func (d *doorman) log() string {
-	b, _ := os.ReadFile(d.logPath)
-	return string(b)
+// kill9 kills doormand with SIGKILL, leaving whatever it had set up.
+func (d *doorman) kill9() error {
+	d.r.Step("kill -9 doormand")
+	return d.Kill()
 }
 
-func (d *doorman) count(s string) int { return strings.Count(d.log(), s) }
-
-// waitLog waits until the log holds s at least n times.
-func (d *doorman) waitLog(s string, n int, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for d.count(s) < n {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
+// waitN waits up to within for n events matching m and records a check
+// that they came.
+func (d *doorman) waitN(m doormandtest.Match, n int, within time.Duration, format string, args ...any) bool {
+	_, err := d.Wait(m, n, within)
+	if err != nil {
+		args = append(args, err)
+		return d.r.Check(false, format+" (%v)", args...)
 	}
-	return true
+	return d.r.Check(true, format, args...)
 }
 
 // knock runs the knock client in h.
-func (d *doorman) knock(ctx context.Context, h *Host) error {
-	d.r.Step("knock from %s (%s) for port %d", h.Name(), h.Addr4(), scenSvcPort)
-	out, err := h.Command(ctx, filepath.Join(d.r.Bin, "knock"), "-g", scenGuest, "-s", scenSecret,
-		d.server.Addr4().String(), fmt.Sprint(scenSvcPort)).CombinedOutput()
+func (d *doorman) knock(ctx context.Context, h *netsim.Host) error {
+	return d.knockAs(ctx, h, scenGuest, scenSecret, scenSvcPort)
+}
+
+// knockAs runs the knock client in h as guest with secret, asking for port.
+func (d *doorman) knockAs(ctx context.Context, h *netsim.Host, guest, secret string, port int) error {
+	d.r.Step("knock from %s (%s) as %s for port %d", h.Name(), h.Addr4(), guest, port)
+	out, err := h.Command(ctx, filepath.Join(d.r.Bin, "knock"), "-g", guest, "-s", secret,
+		d.server.Addr4().String(), fmt.Sprint(port)).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("knock: %w: %s", err, out)
 	}
@@ -175,7 +148,7 @@ func (d *doorman) payload(ctx context.Context) ([]byte, error) {
 }
 
 // send sends payload raw over UDP from h to the knock port.
-func (d *doorman) send(h *Host, payload []byte) error {
+func (d *doorman) send(h *netsim.Host, payload []byte) error {
 	d.r.Step("send captured payload raw from %s (%s)", h.Name(), h.Addr4())
 	return h.Do(func() error {
 		c, err := net.Dial("udp", netip.AddrPortFrom(d.server.Addr4(), scenKnockPort).String())
@@ -190,15 +163,42 @@ func (d *doorman) send(h *Host, payload []byte) error {
 
 // dial connects from h to the service and reads its greeting; it returns
 // nil when the port is closed (the policy drops the SYN).
-func (d *doorman) dial(h *Host) net.Conn {
-	return dialAt(h, netip.AddrPortFrom(d.server.Addr4(), scenSvcPort), time.Second, 2*time.Second)
+func (d *doorman) dial(h *netsim.Host) net.Conn {
+	return doormandtest.Dial(h, netip.AddrPortFrom(d.server.Addr4(), scenSvcPort), time.Second, 2*time.Second)
 }
 
 // checkClosed records a check that the service port is closed from h.
-func (d *doorman) checkClosed(h *Host) bool {
-	c := d.dial(h)
+func (d *doorman) checkClosed(h *netsim.Host) bool {
+	return checkClosedAt(d.r, h, netip.AddrPortFrom(d.server.Addr4(), scenSvcPort))
+}
+
+// checkClosedAt records a check that dst is closed from h.
+func checkClosedAt(r *Run, h *netsim.Host, dst netip.AddrPort) bool {
+	c := doormandtest.Dial(h, dst, time.Second, 2*time.Second)
 	if c != nil {
 		c.Close()
 	}
-	return d.r.Check(c == nil, "port %d closed from %s", scenSvcPort, h.Name())
+	return r.Check(c == nil, "port %d closed from %s", dst.Port(), h.Name())
+}
+
+// doorElements counts the doors in doormand's nftables sets in the server:
+// the set elements naming a client.
+func (d *doorman) doorElements(ctx context.Context) (int, error) {
+	out, err := d.server.Command(ctx, "nft", "-j", "list", "sets", "inet").CombinedOutput()
+	if err != nil {
+		return -1, fmt.Errorf("nft list sets: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return countSetElements(out, "doorman")
+}
+
+// pollUntil polls cond every 50ms until it holds or within has passed.
+func pollUntil(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
 }

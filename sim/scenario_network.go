@@ -3,17 +3,17 @@
 package sim
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
+	"strconv"
 	"time"
+
+	dt "github.com/doorman-project/doorman/internal/doormandtest"
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
 // networkScenarios are the scenarios about topology and daemon lifecycle:
@@ -25,14 +25,30 @@ func networkScenarios() []Scenario {
 // Constants of the network scenarios: a second service nobody may knock
 // for, a second guest, and the bounds of the lossy retry loop.
 const (
-	scenOtherPort   = 80
-	scenGuest2      = "bob"
-	scenSecret2     = "b0bsKnock"
-	scenLossyTries  = 20
-	scenReplayMsg   = "PROBABLE REPLAY ATTEMPT"
-	scenAcceptedMsg = `msg="knock accepted"`
-	scenBroadMsg    = `msg="door broad"`
+	scenOtherPort  = 80
+	scenGuest2     = "bob"
+	scenSecret2    = "b0bsKnock"
+	scenLossyTries = 20
 )
+
+// Events the network scenarios count.
+var (
+	accepted = dt.Accepted()
+	armed    = dt.DoorState(dt.StateArmed)
+	replayed = dt.Rejected("replay")
+)
+
+// doorsOpened counts the doors that were armed, each once however often
+// it was armed again.
+func doorsOpened(d *doorman) int {
+	ids := map[uint64]bool{}
+	for _, e := range d.Events() {
+		if armed(e) {
+			ids[e.Door] = true
+		}
+	}
+	return len(ids)
+}
 
 // isolationScenario plays on the scenarios' LAN:
 //
@@ -55,7 +71,7 @@ func isolationScenario() Scenario {
 			}
 			client, bystander := t.others["client"], t.others["bystander"]
 			other := netip.AddrPortFrom(t.server.Addr4(), scenOtherPort)
-			if err := serveGreeting(ctx, t.server, scenOtherPort); err != nil {
+			if err := dt.Serve(ctx, t.server, other); err != nil {
 				return err
 			}
 			r.Step("second service on the server at :%d; no guest is registered for it", scenOtherPort)
@@ -63,12 +79,12 @@ func isolationScenario() Scenario {
 			if err := d.knock(ctx, client); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(scenAcceptedMsg, 1, 3*time.Second), "doormand logged the knock as accepted")
-			if !r.Check(d.waitLog(scenBroadMsg, 1, 3*time.Second), "doormand opened the door") {
+			d.waitN(accepted, 1, 3*time.Second, "doormand accepted the knock")
+			if !d.waitN(armed, 1, 3*time.Second, "doormand opened the door") {
 				return nil
 			}
-			n, err := d.doorRules(ctx)
-			r.Check(n == 1, "exactly one door rule in the firewall (nft shows %d doorman# rules, err %v)", n, err)
+			n, err := d.doorElements(ctx)
+			r.Check(n == 1, "exactly one door in the firewall (nft shows %d elements in doorman's sets, err %v)", n, err)
 			r.Step("while the door is broad (any source port from client), try the other port from client")
 			checkClosedAt(r, client, other)
 			r.Step("connect from client to :%d", scenSvcPort)
@@ -85,14 +101,14 @@ func isolationScenario() Scenario {
 			if err := d.knockAs(ctx, client, scenGuest, scenSecret, scenOtherPort); err != nil {
 				return err
 			}
-			r.Check(d.waitLog("guest not registered for port", 1, 3*time.Second), `doormand refused it: "guest not registered for port"`)
-			r.Check(d.count(scenAcceptedMsg) == 1, "no further knock was accepted")
+			d.waitN(dt.Rejected("port-not-allowed"), 1, 3*time.Second, "doormand refused it: port-not-allowed")
+			r.Check(d.Count(accepted) == 1, "no further knock was accepted")
 			checkClosedAt(r, client, other)
 			r.Step("close the connection")
 			conn.Close()
-			r.Check(d.waitLog("why=connection-ended", 1, 4*time.Second), "door closed after the connection ended")
-			n, err = d.doorRules(ctx)
-			r.Check(n == 0, "no door rule left in the firewall (nft shows %d doorman# rules, err %v)", n, err)
+			d.waitN(dt.Closed("connection-ended"), 1, 4*time.Second, "door closed after the connection ended")
+			n, err = d.doorElements(ctx)
+			r.Check(n == 0, "no door left in the firewall (nft shows %d elements in doorman's sets, err %v)", n, err)
 			d.checkClosed(client)
 			return nil
 		},
@@ -155,7 +171,7 @@ func natScenario() Scenario {
 			}
 			outside := router.Addr4() // the router's first link is its uplink
 			gw := wan.End(isp).Addr4
-			for _, h := range []*Host{server, stranger} {
+			for _, h := range []*netsim.Host{server, stranger} {
 				if err := h.AddRoute(netip.PrefixFrom(outside, 24).Masked(), gw); err != nil {
 					return err
 				}
@@ -171,14 +187,19 @@ func natScenario() Scenario {
 			if err := d.knock(ctx, client); err != nil {
 				return err
 			}
-			if !r.Check(d.waitLog(scenAcceptedMsg, 1, 3*time.Second), "doormand accepted the knock") {
+			if !d.waitN(accepted, 1, 3*time.Second, "doormand accepted the knock") {
 				return nil
 			}
-			r.Check(d.waitLog(scenBroadMsg, 1, 3*time.Second), "doormand opened the door")
-			src := d.knockSources()
-			r.Check(len(src) == 1 && src[0] == outside.String(),
-				"doormand logged the router's outside address %s as the knock source (logged: %v)", outside, src)
-			r.Check(!strings.Contains(d.log(), "src="+client.Addr4().String()+" "), "doormand never saw client's own address %s", client.Addr4())
+			d.waitN(armed, 1, 3*time.Second, "doormand opened the door")
+			var src []netip.Addr
+			for _, e := range d.Events() {
+				if accepted(e) {
+					src = append(src, e.Src)
+				}
+			}
+			r.Check(len(src) == 1 && src[0] == outside,
+				"doormand saw the router's outside address %s as the knock source (saw: %v)", outside, src)
+			r.Check(d.Count(func(e dt.Event) bool { return e.Src == client.Addr4() }) == 0, "doormand never saw client's own address %s", client.Addr4())
 			r.Step("connect from client")
 			conn := d.dial(client)
 			if !r.Check(conn != nil, "connection from client behind NAT got through") {
@@ -190,13 +211,13 @@ func natScenario() Scenario {
 			if err := d.knock(ctx, stranger); err != nil {
 				return err
 			}
-			r.Check(d.waitLog("guest not registered for address", 1, 3*time.Second), `doormand refused it: "guest not registered for address"`)
+			d.waitN(dt.Rejected("address-not-allowed").From(stranger.Addr4()), 1, 3*time.Second, "doormand refused it: address-not-allowed")
 			d.checkClosed(stranger)
 			r.Step("client knocks again, but client2 (which never knocked) connects")
 			if err := d.knock(ctx, client); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(scenBroadMsg, 2, 3*time.Second), "doormand opened a second door for %s", outside)
+			d.waitN(armed.From(outside), 2, 3*time.Second, "doormand opened a second door for %s", outside)
 			conn2 := d.dial(client2)
 			r.Check(conn2 != nil, "client2's connection got through client's door")
 			if conn2 != nil {
@@ -231,7 +252,7 @@ func lossyScenario() Scenario {
 			if err != nil {
 				return err
 			}
-			l, err := r.Net.Link(client, server, LinkOptions{Delay: 50 * time.Millisecond, Loss: 30, Duplicate: 100})
+			l, err := r.Net.Link(client, server, netsim.LinkOptions{Delay: 50 * time.Millisecond, Loss: 30, Duplicate: 100})
 			if err != nil {
 				return err
 			}
@@ -251,7 +272,7 @@ func lossyScenario() Scenario {
 				if err := d.knockAs(ctx, client, scenGuest, scenSecret, scenSvcPort); err != nil {
 					return err
 				}
-				conn = dialAt(client, svc, 1500*time.Millisecond, 1500*time.Millisecond)
+				conn = dt.Dial(client, svc, 1500*time.Millisecond, 1500*time.Millisecond)
 				if conn == nil {
 					r.Step("try %d: no way in yet", tries)
 				}
@@ -260,18 +281,19 @@ func lossyScenario() Scenario {
 				return nil
 			}
 			conn.Close()
-			accepted := d.count(scenAcceptedMsg)
-			r.Check(accepted >= 1 && accepted <= tries, "doormand accepted %d of %d knocks", accepted, tries)
-			r.Check(d.waitLog(scenReplayMsg, accepted, 3*time.Second) && d.count(scenReplayMsg) == accepted,
-				"each accepted knock's duplicate was refused as a replay (%d accepted, %d replays)", accepted, d.count(scenReplayMsg))
-			r.Check(d.waitLog(scenBroadMsg, accepted, 3*time.Second) && d.count(scenBroadMsg) == accepted,
-				"one door per accepted knock (%d doors)", d.count(scenBroadMsg))
+			nAccepted := d.Count(accepted)
+			r.Check(nAccepted >= 1 && nAccepted <= tries, "doormand accepted %d of %d knocks", nAccepted, tries)
+			_, err = d.Wait(replayed, nAccepted, 3*time.Second)
+			r.Check(err == nil && d.Count(replayed) == nAccepted,
+				"each accepted knock's duplicate was refused as a replay (%d accepted, %d replays)", nAccepted, d.Count(replayed))
+			doorsDone := pollUntil(3*time.Second, func() bool { return doorsOpened(d) >= nAccepted })
+			r.Check(doorsDone && doorsOpened(d) == nAccepted, "one door per accepted knock (%d doors)", doorsOpened(d))
 
 			// Doors of earlier tries whose SYNs were all lost are still
 			// broad until waitfor; let them expire so the duplicate test
 			// below counts only its own door.
 			r.Step("wait for the doors of earlier tries to close")
-			if !r.Check(pollUntil(scenWaitfor+3*time.Second, func() bool { n, err := d.doorRules(ctx); return err == nil && n == 0 }),
+			if !r.Check(pollUntil(scenWaitfor+3*time.Second, func() bool { n, err := d.doorElements(ctx); return err == nil && n == 0 }),
 				"every earlier door closed") {
 				return nil
 			}
@@ -283,7 +305,7 @@ func lossyScenario() Scenario {
 			if err != nil {
 				return err
 			}
-			a0, b0, p0 := accepted, d.count(scenBroadMsg), d.count(scenReplayMsg)
+			a0, b0, p0 := d.Count(accepted), doorsOpened(d), d.Count(replayed)
 			if err := d.send(client, p); err != nil {
 				return err
 			}
@@ -291,9 +313,9 @@ func lossyScenario() Scenario {
 			if err := d.send(client, p); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(scenReplayMsg, p0+3, 3*time.Second), "three of the four copies refused as replays")
-			r.Check(d.count(scenAcceptedMsg) == a0+1, "exactly one copy accepted (%d new)", d.count(scenAcceptedMsg)-a0)
-			r.Check(d.count(scenBroadMsg) == b0+1, "exactly one door opened (%d new)", d.count(scenBroadMsg)-b0)
+			d.waitN(replayed, p0+3, 3*time.Second, "three of the four copies refused as replays")
+			r.Check(d.Count(accepted) == a0+1, "exactly one copy accepted (%d new)", d.Count(accepted)-a0)
+			r.Check(doorsOpened(d) == b0+1, "exactly one door opened (%d new)", doorsOpened(d)-b0)
 			r.Step("connect from client twice")
 			c1 := d.dial(client)
 			r.Check(c1 != nil, "first connection got through")
@@ -339,7 +361,7 @@ func crashScenario() Scenario {
 			if err := d.send(client, p1); err != nil {
 				return err
 			}
-			if !r.Check(d.waitLog(scenBroadMsg, 1, 3*time.Second), "first knock opened a door") {
+			if !d.waitN(armed, 1, 3*time.Second, "first knock opened a door") {
 				return nil
 			}
 			r.Step("connect from client and keep the connection")
@@ -351,20 +373,22 @@ func crashScenario() Scenario {
 			if err := d.send(client, p2); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(scenBroadMsg, 2, 3*time.Second), "second knock opened a second door, left broad")
-			n, err := d.doorRules(ctx)
-			r.Check(n >= 2, "door rules in the firewall: %d (err %v)", n, err)
+			d.waitN(armed, 2, 3*time.Second, "second knock opened a second door, left armed")
+			n, err := d.doorElements(ctx)
+			r.Check(n >= 2, "doors in the firewall's sets: %d (err %v)", n, err)
 			if err := d.kill9(); err != nil {
 				return err
 			}
-			n, err = d.doorRules(ctx)
-			r.Check(n >= 2, "after kill -9 the door rules are still there, open with nobody watching: %d (err %v)", n, err)
-			if err := d.start(ctx); err != nil {
+			n, err = d.doorElements(ctx)
+			r.Check(n >= 2, "after kill -9 the doors are still there, open with nobody watching: %d (err %v)", n, err)
+			if err := d.restart(ctx); err != nil {
 				return err
 			}
-			gone := pollUntil(3*time.Second, func() bool { n, err = d.doorRules(ctx); return err == nil && n == 0 })
-			r.Check(gone, "restarted doormand removed the stale door rules (nft shows %d doorman# rules, err %v)", n, err)
-			r.Check(d.count("replacing stale pid file") == 1, "restarted doormand replaced the stale pid file")
+			// Ready means the firewall is in place: the stale doors are gone by then.
+			n, err = d.doorElements(ctx)
+			r.Check(err == nil && n == 0, "restarted doormand removed the stale doors (nft shows %d elements in doorman's sets, err %v)", n, err)
+			pid, _ := os.ReadFile(filepath.Join(d.Dir(), "pid"))
+			r.Check(string(pid) == strconv.Itoa(d.Pid())+"\n", "restarted doormand replaced the stale pid file (it holds %q, doormand is %d)", pid, d.Pid())
 			d.checkClosed(client)
 			r.Step("send both pre-crash knocks again")
 			if err := d.send(client, p1); err != nil {
@@ -373,8 +397,8 @@ func crashScenario() Scenario {
 			if err := d.send(client, p2); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(scenReplayMsg, 2, 3*time.Second), "both refused after the restart: %s logged twice", scenReplayMsg)
-			r.Check(d.count(scenAcceptedMsg) == 2, "only the two knocks before the crash were ever accepted")
+			d.waitN(replayed, 2, 3*time.Second, "both refused as replays after the restart")
+			r.Check(d.Count(accepted) == 2, "only the two knocks before the crash were ever accepted")
 			d.checkClosed(client)
 			return nil
 		},
@@ -403,35 +427,31 @@ func reloadScenario() Scenario {
 			if err := d.knockAs(ctx, client2, scenGuest2, scenSecret2, scenSvcPort); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(`msg="unknown guest"`, 1, 3*time.Second), "bob is not a guest yet: %q logged", "unknown guest")
+			d.waitN(dt.Rejected("unknown-guest").From(client2.Addr4()), 1, 3*time.Second, "bob is not a guest yet: unknown-guest")
 			d.checkClosed(client2)
 
 			two := fmt.Sprintf("%s %s %d %s\n%s %s %d %s\n",
 				scenGuest, scenSecret, scenSvcPort, lan, scenGuest2, scenSecret2, scenSvcPort, lan)
-			if err := d.writeGuests(two); err != nil {
+			if err := d.WriteGuests(two); err != nil {
 				return err
 			}
 			r.Step("guest list now: alice and bob; SIGHUP doormand")
-			if err := d.sendSignal(syscall.SIGHUP); err != nil {
-				return err
-			}
-			r.Check(d.waitLog(`msg=reloaded`, 1, 3*time.Second), "doormand logged the reload")
+			ev, err := d.Reload(3 * time.Second)
+			r.Check(err == nil && ev.OK, "doormand reloaded (%v, error %q)", err, ev.Error)
 			d.tryDoor(ctx, client2, scenGuest2, scenSecret2)
 
 			broken := fmt.Sprintf("%s %s %d %s\n%s %s %d\n",
 				scenGuest, scenSecret, scenSvcPort, lan, scenGuest2, scenSecret2, scenSvcPort)
-			if err := d.writeGuests(broken); err != nil {
+			if err := d.WriteGuests(broken); err != nil {
 				return err
 			}
 			r.Step("guest list now broken (bob's record has no address); SIGHUP doormand")
-			if err := d.sendSignal(syscall.SIGHUP); err != nil {
-				return err
-			}
-			r.Check(d.waitLog("reload failed: guest list kept as it was", 1, 3*time.Second), "doormand logged the reload error")
-			r.Check(d.count(`msg=reloaded`) == 1, "the broken list was not loaded")
+			ev, err = d.Reload(3 * time.Second)
+			r.Check(err == nil && !ev.OK && ev.Error != "", "doormand refused the broken list: %q (%v)", ev.Error, err)
+			r.Check(d.Count(func(e dt.Event) bool { return e.Kind == dt.KindReload && e.OK }) == 1, "the broken list was not loaded")
 			d.tryDoor(ctx, client, scenGuest, scenSecret)
 			d.tryDoor(ctx, client2, scenGuest2, scenSecret2)
-			r.Check(d.sendSignal(0) == nil, "doormand still running")
+			r.Check(d.Signal(0) == nil, "doormand still running")
 			return nil
 		},
 	}
@@ -439,165 +459,19 @@ func reloadScenario() Scenario {
 
 // tryDoor knocks from h as guest, connects and closes, checking that the
 // knock was accepted and the connection got through.
-func (d *doorman) tryDoor(ctx context.Context, h *Host, guest, secret string) {
-	accepted, doors := d.count(scenAcceptedMsg), d.count(scenBroadMsg)
+func (d *doorman) tryDoor(ctx context.Context, h *netsim.Host, guest, secret string) {
+	ok, doors := accepted.From(h.Addr4()), armed.From(h.Addr4())
+	nAccepted, nDoors := d.Count(ok), d.Count(doors)
 	if err := d.knockAs(ctx, h, guest, secret, scenSvcPort); err != nil {
 		d.r.Check(false, "knock as %s: %v", guest, err)
 		return
 	}
-	d.r.Check(d.waitLog(scenAcceptedMsg, accepted+1, 3*time.Second), "%s's knock accepted", guest)
-	// The door's rule is in force once doormand logs it broad, not before.
-	d.r.Check(d.waitLog(scenBroadMsg, doors+1, 3*time.Second), "door opened for %s", guest)
+	d.waitN(ok, nAccepted+1, 3*time.Second, "%s's knock accepted", guest)
+	// The door is in force once doormand reports it armed, not before.
+	d.waitN(doors, nDoors+1, 3*time.Second, "door opened for %s", guest)
 	c := d.dial(h)
 	d.r.Check(c != nil, "%s's connection from %s got through", guest, h.Name())
 	if c != nil {
 		c.Close()
 	}
-}
-
-// knockAs runs the knock client in h as guest with secret, asking for port.
-func (d *doorman) knockAs(ctx context.Context, h *Host, guest, secret string, port int) error {
-	d.r.Step("knock from %s (%s) as %s for port %d", h.Name(), h.Addr4(), guest, port)
-	out, err := h.Command(ctx, filepath.Join(d.r.Bin, "knock"), "-g", guest, "-s", secret,
-		d.server.Addr4().String(), fmt.Sprint(port)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("knock: %w: %s", err, out)
-	}
-	return nil
-}
-
-// writeGuests replaces the guest list doormand reads.
-func (d *doorman) writeGuests(content string) error {
-	return os.WriteFile(filepath.Join(d.r.Dir, "guests"), []byte(content), 0o600)
-}
-
-// sendSignal sends sig to the running doormand.
-func (d *doorman) sendSignal(sig syscall.Signal) error {
-	if d.daemon == nil {
-		return errors.New("doormand is not running")
-	}
-	// `ip netns exec` execs doormand, so the process is doormand itself.
-	return d.daemon.Process.Signal(sig)
-}
-
-// kill9 kills doormand with SIGKILL, leaving whatever it had set up.
-func (d *doorman) kill9() error {
-	if d.daemon == nil {
-		return errors.New("doormand is not running")
-	}
-	d.r.Step("kill -9 doormand")
-	if err := d.daemon.Process.Kill(); err != nil {
-		return fmt.Errorf("kill doormand: %w", err)
-	}
-	defer func() { d.daemon = nil }()
-	select {
-	case <-d.waitErr:
-		return nil
-	case <-time.After(10 * time.Second):
-		return errors.New("doormand did not die within 10s of SIGKILL")
-	}
-}
-
-// doorRules counts the door rules (comment "doorman#<id>") in doormand's
-// nftables table in the server.
-func (d *doorman) doorRules(ctx context.Context) (int, error) {
-	out, err := d.server.Command(ctx, "nft", "list", "table", "inet", "doorman").CombinedOutput()
-	if err != nil {
-		return -1, fmt.Errorf("nft list table inet doorman: %w: %s", err, strings.TrimSpace(string(out)))
-	}
-	return strings.Count(string(out), `comment "doorman#`), nil
-}
-
-// knockSources returns the src of every accepted knock in the log.
-func (d *doorman) knockSources() []string {
-	var srcs []string
-	for _, line := range strings.Split(d.log(), "\n") {
-		if !strings.Contains(line, scenAcceptedMsg) {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "src="); ok {
-				srcs = append(srcs, v)
-			}
-		}
-	}
-	return srcs
-}
-
-// serveGreeting starts a greeting service like the doorman's on port in
-// h; it stops when ctx ends or the namespace goes away.
-func serveGreeting(ctx context.Context, h *Host, port int) error {
-	var l net.Listener
-	err := h.Do(func() error {
-		var err error
-		l, err = net.Listen("tcp", netip.AddrPortFrom(h.Addr4(), uint16(port)).String())
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("service on :%d: %w", port, err)
-	}
-	context.AfterFunc(ctx, func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("hello\n"))
-				buf := make([]byte, 64)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return nil
-}
-
-// dialAt connects from h to dst within connect and reads the greeting
-// within read; it returns nil if either fails.
-func dialAt(h *Host, dst netip.AddrPort, connect, read time.Duration) net.Conn {
-	var c net.Conn
-	h.Do(func() error {
-		var err error
-		if c, err = net.DialTimeout("tcp", dst.String(), connect); err != nil {
-			c = nil
-			return err
-		}
-		c.SetReadDeadline(time.Now().Add(read))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "hello\n" {
-			c.Close()
-			c = nil
-			return nil
-		}
-		c.SetReadDeadline(time.Time{})
-		return nil
-	})
-	return c
-}
-
-// checkClosedAt records a check that dst is closed from h.
-func checkClosedAt(r *Run, h *Host, dst netip.AddrPort) bool {
-	c := dialAt(h, dst, time.Second, 2*time.Second)
-	if c != nil {
-		c.Close()
-	}
-	return r.Check(c == nil, "port %d closed from %s", dst.Port(), h.Name())
-}
-
-// pollUntil polls cond every 50ms until it holds or within has passed.
-func pollUntil(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	dt "github.com/doorman-project/doorman/internal/doormandtest"
 )
 
 func happyScenario() Scenario {
@@ -24,8 +26,8 @@ func happyScenario() Scenario {
 			if err := d.knock(ctx, client); err != nil {
 				return err
 			}
-			r.Check(d.waitLog(`msg="knock accepted"`, 1, 3*time.Second), "doormand logged the knock as accepted")
-			r.Check(d.waitLog(`msg="door broad"`, 1, 3*time.Second), "doormand opened the door")
+			d.waitN(dt.Accepted().From(client.Addr4()), 1, 3*time.Second, "doormand accepted the knock")
+			d.waitN(dt.DoorState(dt.StateArmed).From(client.Addr4()), 1, 3*time.Second, "doormand opened the door")
 			d.checkClosed(bystander)
 			r.Step("connect from client")
 			conn := d.dial(client)
@@ -40,7 +42,7 @@ func happyScenario() Scenario {
 			r.Check(c2 == nil, "second connection from client refused")
 			r.Step("close the connection")
 			conn.Close()
-			r.Check(d.waitLog("why=connection-ended", 1, 4*time.Second), "doormand closed the door after the connection ended (why=connection-ended)")
+			d.waitN(dt.Closed("connection-ended"), 1, 4*time.Second, "doormand closed the door after the connection ended (connection-ended)")
 			d.checkClosed(client)
 			return nil
 		},
@@ -56,13 +58,9 @@ func replayScenario() Scenario {
 			if err != nil {
 				return err
 			}
-			const (
-				replay  = `msg="PROBABLE REPLAY ATTEMPT"`
-				badAddr = `msg="guest not registered for address"`
-				ok      = `msg="knock accepted"`
-			)
+			replay, badAddr := dt.Rejected("replay"), dt.Rejected("address-not-allowed")
 			sniffEnd, serverEnd := t.lan.End(t.sniffer), t.lan.End(t.server)
-			sn, err := openSniffer(sniffEnd)
+			sn, err := sniffEnd.Sniff()
 			if err != nil {
 				return err
 			}
@@ -73,63 +71,63 @@ func replayScenario() Scenario {
 			if err := d.knock(ctx, t.client); err != nil {
 				return err
 			}
-			u, err := sn.udpTo(t.client.Addr4(), t.server.Addr4(), scenKnockPort, 3*time.Second)
+			u, err := sn.UDP(t.client.Addr4(), t.server.Addr4(), scenKnockPort, 3*time.Second)
 			if err != nil {
 				r.Check(false, "sniffer captured the client's knock off the wire: %v", err)
 				return nil
 			}
 			r.Check(true, "sniffer captured the client's knock off the wire")
-			r.Step("sniffed %d-byte payload %s -> %s, frame %s -> %s", len(u.payload), u.src, u.dst, u.srcMAC, u.dstMAC)
-			r.Check(bytes.Equal(u.dstMAC, serverEnd.MAC) && !bytes.Equal(u.dstMAC, sniffEnd.MAC),
+			r.Step("sniffed %d-byte payload %s -> %s, frame %s -> %s", len(u.Payload), u.Src, u.Dst, u.SrcMAC, u.DstMAC)
+			r.Check(bytes.Equal(u.DstMAC, serverEnd.MAC) && !bytes.Equal(u.DstMAC, sniffEnd.MAC),
 				"the frame was addressed to the server's MAC %s, not the sniffer's %s: the hub flooded it", serverEnd.MAC, sniffEnd.MAC)
-			r.Check(d.waitLines(1, 3*time.Second, ok, srcField(t.client.Addr4())), "the real knock was accepted")
-			r.Check(d.waitLog(`msg="door broad"`, 1, 3*time.Second), "doormand opened the door")
+			d.waitN(dt.Accepted().From(t.client.Addr4()), 1, 3*time.Second, "the real knock was accepted")
+			d.waitN(dt.DoorState(dt.StateArmed), 1, 3*time.Second, "doormand opened the door")
 			r.Step("connect from client through the door")
 			conn := d.dial(t.client)
 			r.Check(conn != nil, "connection from client got through")
 			if conn != nil {
 				conn.Close()
 			}
-			r.Check(d.waitLog(`msg="door closed"`, 1, scenWaitfor+3*time.Second), "door closed again")
+			d.waitN(dt.Closed(""), 1, scenWaitfor+3*time.Second, "door closed again")
 			d.checkClosed(t.client)
 
 			r.Step("replay 1: the sniffed payload from the client itself")
-			if err := d.send(t.client, u.payload); err != nil {
+			if err := d.send(t.client, u.Payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLines(1, 3*time.Second, replay, srcField(t.client.Addr4())), "replay from client refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client.Addr4())
+			d.waitN(replay.From(t.client.Addr4()), 1, 3*time.Second, "replay from client %s refused as a replay", t.client.Addr4())
 			d.checkClosed(t.client)
 
-			spoof := netip.AddrPortFrom(t.client2.Addr4(), u.src.Port())
-			r.Step("replay 2: the sniffer sends the payload with a spoofed source %s (client2, allowed), headers built by hand (IP_HDRINCL)", spoof)
-			if err := sendSpoofedUDP(t.sniffer, spoof, netip.AddrPortFrom(t.server.Addr4(), scenKnockPort), u.payload); err != nil {
+			spoof := netip.AddrPortFrom(t.client2.Addr4(), u.Src.Port())
+			r.Step("replay 2: the sniffer sends the payload with a spoofed source %s (client2, allowed), headers built whole (IP_HDRINCL)", spoof)
+			if err := t.sniffer.SendSpoofedUDP(spoof, netip.AddrPortFrom(t.server.Addr4(), scenKnockPort), u.Payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLines(1, 3*time.Second, replay, srcField(t.client2.Addr4())), "spoofed replay refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client2.Addr4())
+			d.waitN(replay.From(t.client2.Addr4()), 1, 3*time.Second, "spoofed replay from %s refused as a replay", t.client2.Addr4())
 			d.checkClosed(t.client2)
 
 			r.Step("replay 3: the sniffed payload from foreign (%s), outside the guest's %s", t.foreign.Addr4(), t.allowed)
-			if err := d.send(t.foreign, u.payload); err != nil {
+			if err := d.send(t.foreign, u.Payload); err != nil {
 				return err
 			}
 			r.Step("the checks run address, then MAC, then replay: a foreign source fails the guest list's address check before the replay store is consulted")
-			r.Check(d.waitLines(1, 3*time.Second, badAddr, srcField(t.foreign.Addr4())), "replay from foreign refused: \"guest not registered for address\" logged for %s", t.foreign.Addr4())
-			r.Check(d.countLines(replay, srcField(t.foreign.Addr4())) == 0, "foreign refused by the address check, not the replay check")
+			d.waitN(badAddr.From(t.foreign.Addr4()), 1, 3*time.Second, "replay from foreign %s refused: address-not-allowed", t.foreign.Addr4())
+			r.Check(d.Count(replay.From(t.foreign.Addr4())) == 0, "foreign refused by the address check, not the replay check")
 			d.checkClosed(t.foreign)
 
 			if err := d.stop(); err != nil {
 				r.Check(false, "doormand exited cleanly on SIGTERM: %v", err)
 			}
-			if err := d.start(ctx); err != nil {
+			if err := d.restart(ctx); err != nil {
 				return err
 			}
 			r.Step("after the restart: the sniffed payload from the client")
-			if err := d.send(t.client, u.payload); err != nil {
+			if err := d.send(t.client, u.Payload); err != nil {
 				return err
 			}
-			r.Check(d.waitLines(2, 3*time.Second, replay, srcField(t.client.Addr4())), "replay after restart refused: PROBABLE REPLAY ATTEMPT logged for %s", t.client.Addr4())
+			d.waitN(replay.From(t.client.Addr4()), 2, 3*time.Second, "replay after restart from %s refused as a replay", t.client.Addr4())
 			d.checkClosed(t.client)
-			r.Check(d.count(ok) == 1, "only the real knock was ever accepted")
+			r.Check(d.Count(dt.Accepted()) == 1, "only the real knock was ever accepted")
 			return nil
 		},
 	}
@@ -148,14 +146,17 @@ func timeoutScenario() Scenario {
 			if err := d.knock(ctx, client); err != nil {
 				return err
 			}
-			t0 := time.Now()
-			if !r.Check(d.waitLog(`msg="door broad"`, 1, 3*time.Second), "doormand opened the door") {
+			if !d.waitN(dt.DoorState(dt.StateArmed), 1, 3*time.Second, "doormand opened the door") {
 				return nil
 			}
 			r.Step("wait, never connecting")
-			closed := d.waitLog("why=waitfor", 1, scenWaitfor+3*time.Second)
-			took := time.Since(t0)
-			r.Check(closed, "door closed with why=waitfor")
+			closed, err := d.Wait(dt.Closed(""), 1, scenWaitfor+3*time.Second)
+			if !r.Check(err == nil && closed[0].Why == "waitfor", "door closed for waitfor (%v)", err) {
+				return nil
+			}
+			// The daemon's own clock, from accepting the knock to closing.
+			knock, _ := d.Last(dt.Accepted())
+			took := closed[0].Time.Sub(knock.Time)
 			r.Check(took > scenWaitfor-time.Second && took < scenWaitfor+time.Second,
 				"door closed %.1fs after the knock (waitfor %v ±1s)", took.Seconds(), scenWaitfor)
 			d.checkClosed(client)

@@ -6,11 +6,18 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doorman-project/doorman/internal/doormandtest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	doormandtest.RemoveBuilt()
+	os.Exit(code)
+}
 
 func TestScenarioRegistry(t *testing.T) {
 	seen := map[string]bool{}
@@ -56,14 +63,7 @@ func TestScenarios(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("scenarios need nft")
 	}
-	bin := os.Getenv("DOORMAN_BIN")
-	if bin == "" {
-		bin = t.TempDir()
-		root, _ := filepath.Abs("..")
-		if err := BuildDoorman(context.Background(), root, bin); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := doormandtest.Binaries(t)
 	for _, s := range Scenarios() {
 		t.Run(s.Name, func(t *testing.T) {
 			var b strings.Builder

@@ -5,24 +5,26 @@ package sim
 import (
 	"context"
 	"fmt"
+
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
 // scenHosts is the scenarios' topology: hosts on one LAN with the server.
 type scenHosts struct {
-	lan    *LAN
-	server *Host
-	others map[string]*Host
+	lan    *netsim.LAN
+	server *netsim.Host
+	others map[string]*netsim.Host
 }
 
 // lanWith builds a LAN "lan" holding a server and the named hosts, and
 // starts doormand on the server, allowing knocks from the whole LAN.
 func lanWith(ctx context.Context, r *Run, names ...string) (*scenHosts, *doorman, error) {
-	t := &scenHosts{others: map[string]*Host{}}
+	t := &scenHosts{others: map[string]*netsim.Host{}}
 	var err error
 	if t.server, err = r.Net.AddHost("server"); err != nil {
 		return nil, nil, err
 	}
-	hosts := []*Host{t.server}
+	hosts := []*netsim.Host{t.server}
 	for _, name := range names {
 		h, err := r.Net.AddHost(name)
 		if err != nil {

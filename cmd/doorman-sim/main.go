@@ -7,7 +7,7 @@
 //	doorman-sim [--bin DIR] [--artifacts DIR] [--rate PPS] [--seconds S] run NAME [NAME...]
 //
 // Without --bin (or DOORMAN_BIN) it builds doormand and knock with `go build`
-// from the module found by walking up from the working directory to go.mod.
+// from the module holding the working directory.
 // It exits 1 if a scenario failed and 2 on a usage error.
 package main
 
@@ -19,9 +19,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/doorman-project/doorman/internal/doormandtest"
 	"github.com/doorman-project/doorman/sim"
 	"github.com/doorman-project/doorman/version"
 )
@@ -80,8 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "doorman-sim: --rate must be positive and --seconds in (0, 600]")
 			return 2
 		}
-		cfg := sim.RunConfig{Bin: *bin, Artifacts: *artifacts, Out: stdout, Rate: *rate, Seconds: *seconds}
-		err := runScenarios(names, cfg)
+		cfg := sim.RunConfig{Bin: *bin, Artifacts: *artifacts, Out: stdout}
+		flood := sim.FloodOptions{Rate: *rate, Duration: time.Duration(*seconds * float64(time.Second))}
+		err := runScenarios(names, cfg, flood)
 		switch {
 		case err == nil:
 			return 0
@@ -100,9 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// runScenarios plays the named scenarios with cfg; an empty cfg.Bin means
-// build the binaries first.
-func runScenarios(names []string, cfg sim.RunConfig) error {
+// runScenarios plays the named scenarios with cfg, the flood with flood's
+// load; an empty cfg.Bin means build the binaries first.
+func runScenarios(names []string, cfg sim.RunConfig, flood sim.FloodOptions) error {
 	out := cfg.Out
 	if len(names) == 0 {
 		return fmt.Errorf("%w: run needs at least one scenario name", errUsage)
@@ -112,6 +114,9 @@ func runScenarios(names []string, cfg sim.RunConfig) error {
 		s, err := sim.LookupScenario(name)
 		if err != nil {
 			return fmt.Errorf("%w: %v (see doorman-sim list)", errUsage, err)
+		}
+		if s.Name == "flood" {
+			s = sim.Flood(flood)
 		}
 		scens = append(scens, s)
 	}
@@ -123,17 +128,13 @@ func runScenarios(names []string, cfg sim.RunConfig) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cfg.Bin == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return err
-		}
 		dir, err := os.MkdirTemp("", "doorman-sim-bin-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		fmt.Fprintf(out, "building doormand and knock from %s\n", root)
-		if err := sim.BuildDoorman(ctx, root, dir); err != nil {
+		fmt.Fprintln(out, "building doormand and knock")
+		if err := doormandtest.Build(ctx, dir); err != nil {
 			return err
 		}
 		cfg.Bin = dir
@@ -157,23 +158,4 @@ func runScenarios(names []string, cfg sim.RunConfig) error {
 		return fmt.Errorf("%d of %d scenarios failed", failed, len(scens))
 	}
 	return nil
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; pass --bin DIR")
-		}
-		dir = parent
-	}
 }

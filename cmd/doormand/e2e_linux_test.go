@@ -2,96 +2,61 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/doorman-project/doorman/daemon/config"
+	dt "github.com/doorman-project/doorman/internal/doormandtest"
+	"github.com/doorman-project/doorman/internal/netsim"
 	"github.com/doorman-project/doorman/protocol"
 )
 
 // These tests run the real doormand and knock binaries in two network
-// namespaces (server 198.18.0.1, client 198.18.0.2) whose server drops all
-// input by default, once per firewall backend and admin ruleset (issue
-// "doormand ... end to end"). Namespaces are named dmd-<random>-{s,c} and
-// removed on cleanup.
+// namespaces of an internal/netsim run (client .1, server .2 of one link)
+// whose server drops all input by default, once per firewall backend and
+// admin ruleset (issue "doormand ... end to end"). They read doormand's
+// event stream, never its log.
 
 const (
-	serverIP  = "198.18.0.1"
-	clientIP  = "198.18.0.2"
-	serverIP6 = "2001:db8::1"
-	clientIP6 = "2001:db8::2"
-	svcPort   = 2222
-	secret    = "s3cretKnock"
+	svcPort = 2222
+	secret  = "s3cretKnock"
 )
 
 type e2e struct {
-	t         *testing.T
-	dir       string
-	prefix    string
-	srv, cli  string // namespace names
-	bin       string
-	backend   string
-	daemon    *exec.Cmd
-	logPath   string
-	evPath    string
-	listeners []net.Listener
+	t          *testing.T
+	srv, cli   *netsim.Host
+	srv4, cli4 netip.Addr
+	srv6, cli6 netip.Addr
+	cliIf      string       // the client's interface
+	cliNet4    netip.Prefix // the link's IPv4 subnet
+	bin        string
+	backend    string
+	d          *dt.Daemon
 }
 
-func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and firewall rules")
-	}
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dt.RemoveBuilt()
+	os.Exit(code)
+}
+
+func requireTools(t *testing.T) {
 	for _, tool := range []string{"ip", "nft", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s (make deps installs it)", tool)
 		}
 	}
-}
-
-var builtDir string
-
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	if builtDir != "" {
-		return builtDir
-	}
-	dir, err := os.MkdirTemp("", "dmd-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []string{"doormand", "knock"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, c), "../"+c)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", c, err, out)
-		}
-	}
-	builtDir = dir
-	return dir
-}
-
-func must(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
@@ -100,279 +65,149 @@ func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 
 // newE2EWith is newE2E with more lines for the guest list.
 func newE2EWith(t *testing.T, backend, ruleset, extraCfg, extraGuests string) *e2e {
-	requireRoot(t)
-	bin := buildBinaries(t)
-	var r [3]byte
-	rand.Read(r[:])
-	prefix := "dmd-" + hex.EncodeToString(r[:])
-	e := &e2e{t: t, dir: t.TempDir(), prefix: prefix, srv: prefix + "-s", cli: prefix + "-c", bin: bin, backend: backend}
-	t.Cleanup(e.teardown)
-	must(t, "ip", "netns", "add", e.srv)
-	must(t, "ip", "netns", "add", e.cli)
-	must(t, "ip", "link", "add", prefix+"a", "netns", e.srv, "type", "veth", "peer", "name", prefix+"b", "netns", e.cli)
-	must(t, "ip", "-n", e.srv, "addr", "add", serverIP+"/24", "dev", prefix+"a")
-	must(t, "ip", "-n", e.cli, "addr", "add", clientIP+"/24", "dev", prefix+"b")
-	must(t, "ip", "-n", e.srv, "addr", "add", serverIP6+"/64", "dev", prefix+"a", "nodad")
-	must(t, "ip", "-n", e.cli, "addr", "add", clientIP6+"/64", "dev", prefix+"b", "nodad")
-	for _, x := range [][2]string{{e.srv, prefix + "a"}, {e.cli, prefix + "b"}, {e.srv, "lo"}, {e.cli, "lo"}} {
-		must(t, "ip", "-n", x[0], "link", "set", x[1], "up")
+	requireTools(t)
+	n := netsim.ForTest(t, "dmd")
+	e := &e2e{t: t, bin: dt.Binaries(t), backend: backend}
+	e.cli, e.srv = n.AddHostForTest(t, "c"), n.AddHostForTest(t, "s")
+	l, err := n.Link(e.cli, e.srv, netsim.LinkOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	e.cli4, e.cli6, e.srv4, e.srv6 = l.A.Addr4, l.A.Addr6, l.B.Addr4, l.B.Addr6
+	e.cliIf, e.cliNet4 = l.A.Name, l.A.Prefix4
 	e.sh(e.srv, ruleset)
 
-	cf := fmt.Sprintf("interface %sa\nport 1001\nwaitfor 2\nconnection-delay-1 500000\nconnection-delay-2 1\n"+
-		"guestlist %s/guests\nhash-archive %s/replay\npidfile %s/pid\nloglevel debug\nstats-interval 0\n",
-		prefix, e.dir, e.dir, e.dir)
+	var fw string
 	switch backend {
 	case "nftables", "iptables":
-		cf += "firewall " + backend + "\nnft-table " + "doorman\n"
+		fw = "firewall " + backend + "\nnft-table doorman\n"
 	case "script":
 		scripts, _ := filepath.Abs("../../daemon/firewall/scripts")
-		cf += fmt.Sprintf("firewall-add %s/iptables-add\nfirewall-del %s/iptables-del\n", scripts, scripts)
+		fw = fmt.Sprintf("firewall-add %s/iptables-add\nfirewall-del %s/iptables-del\n", scripts, scripts)
 	}
-	cf += extraCfg
-	os.WriteFile(filepath.Join(e.dir, "doormand.cf"), []byte(cf), 0o600)
-	os.WriteFile(filepath.Join(e.dir, "guests"), []byte("alice "+secret+" 2222 22 198.18.0.0/24 2001:db8::/64\n"+extraGuests), 0o600)
 	e.listen()
-	e.start()
+	e.d, err = dt.Start(t.Context(), e.srv, dt.Options{
+		Binary: filepath.Join(e.bin, "doormand"),
+		Dir:    t.TempDir(),
+		Config: dt.Config(l.B.Name, 2*time.Second, fw, extraCfg),
+		Guests: fmt.Sprintf("alice %s 2222 22 %s %s\n", secret, l.A.Prefix4, l.A.Prefix6) + extraGuests,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.teardown)
 	return e
 }
 
-func (e *e2e) sh(ns, script string) {
+// sh runs a shell script in h.
+func (e *e2e) sh(h *netsim.Host, script string) {
 	e.t.Helper()
 	if script == "" {
 		return
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-ec", script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("in %s: %s: %v\n%s", ns, script, err, out)
+	if out, err := h.Command(e.t.Context(), "sh", "-ec", script).CombinedOutput(); err != nil {
+		e.t.Fatalf("in %s: %s: %v\n%s", h.Name(), script, err, out)
 	}
 }
 
-func (e *e2e) out(ns string, args ...string) string {
-	out, _ := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+func (e *e2e) out(h *netsim.Host, args ...string) string {
+	out, _ := h.Command(context.Background(), args[0], args[1:]...).CombinedOutput()
 	return string(out)
 }
 
-// inNS runs fn on a thread switched into ns.
-func inNS(t *testing.T, ns string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	fn()
-}
-
-// listen starts a TCP service in the server namespace that greets and
-// keeps each connection until the client closes it.
+// listen starts the greeting service in the server on the ports the tests
+// use, until the test ends.
 func (e *e2e) listen() {
-	inNS(e.t, e.srv, func() {
-		for _, addr := range []string{serverIP + ":2222", serverIP + ":22", serverIP + ":80", "[" + serverIP6 + "]:2222"} {
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			e.listeners = append(e.listeners, l)
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						c.Write([]byte("hello\n"))
-						buf := make([]byte, 64)
-						for {
-							if _, err := c.Read(buf); err != nil {
-								c.Close()
-								return
-							}
-						}
-					}()
-				}
-			}()
+	for _, a := range []netip.AddrPort{
+		netip.AddrPortFrom(e.srv4, svcPort), netip.AddrPortFrom(e.srv4, 22), netip.AddrPortFrom(e.srv4, 80),
+		netip.AddrPortFrom(e.srv6, svcPort),
+	} {
+		if err := dt.Serve(e.t.Context(), e.srv, a); err != nil {
+			e.t.Fatal(err)
 		}
-	})
+	}
 }
 
-// dial connects from the client namespace; nil if the port is closed.
-func (e *e2e) dial(port int) net.Conn { return e.dialTo(serverIP, port) }
+// dial connects from the client; nil if the port is closed.
+func (e *e2e) dial(port int) net.Conn { return e.dialTo(e.srv4, port) }
 
 // dialTo is dial to a given server address.
-func (e *e2e) dialTo(host string, port int) net.Conn {
-	var c net.Conn
-	inNS(e.t, e.cli, func() {
-		var err error
-		c, err = net.DialTimeout("tcp", net.JoinHostPort(host, fmt.Sprint(port)), time.Second)
-		if err != nil {
-			c = nil
-			return
-		}
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "hello\n" {
-			c.Close()
-			c = nil
-		}
-	})
-	return c
+func (e *e2e) dialTo(host netip.Addr, port int) net.Conn {
+	return dt.Dial(e.cli, netip.AddrPortFrom(host, uint16(port)), time.Second, 2*time.Second)
 }
 
-func (e *e2e) start() {
+// waitEvents waits until at least n events match, or fails the test.
+func (e *e2e) waitEvents(match dt.Match, n int, within time.Duration, what string) {
 	e.t.Helper()
-	run := time.Now().UnixNano()
-	e.logPath = filepath.Join(e.dir, fmt.Sprintf("doormand-%d.log", run))
-	e.evPath = filepath.Join(e.dir, fmt.Sprintf("events-%d.jsonl", run))
-	logf, _ := os.Create(e.logPath)
-	cmd := exec.Command("ip", "netns", "exec", e.srv, filepath.Join(e.bin, "doormand"), "-D",
-		"--events", e.evPath, "-f", filepath.Join(e.dir, "doormand.cf"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.daemon = cmd
-	// Ready means the firewall is in place: no sleep needed.
-	e.waitEvent(func(ev event) bool { return ev.is("ready") }, 10*time.Second, "ready")
-}
-
-func (e *e2e) log() string { b, _ := os.ReadFile(e.logPath); return string(b) }
-
-// event is one record of doormand's event stream (--events).
-type event map[string]any
-
-func (ev event) is(kind string) bool { return ev["event"] == kind }
-func (ev event) str(k string) string { s, _ := ev[k].(string); return s }
-
-// events reads this run's event stream.
-func (e *e2e) events() []event {
-	b, _ := os.ReadFile(e.evPath)
-	var out []event
-	for _, line := range strings.Split(string(b), "\n") {
-		var ev event
-		if json.Unmarshal([]byte(line), &ev) == nil {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
-
-func (e *e2e) countEvents(match func(event) bool) int {
-	n := 0
-	for _, ev := range e.events() {
-		if match(ev) {
-			n++
-		}
-	}
-	return n
-}
-
-// waitEvents waits until at least n events match.
-func (e *e2e) waitEvents(match func(event) bool, n int, within time.Duration, what string) {
-	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for e.countEvents(match) < n {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d events %q after %v, want %d; log:\n%s", e.countEvents(match), what, within, n, e.log())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if _, err := e.d.Wait(match, n, within); err != nil {
+		e.t.Fatalf("%s: %v; log:\n%s", what, err, e.d.LogTail(60))
 	}
 }
 
-func (e *e2e) waitEvent(match func(event) bool, within time.Duration, what string) {
+func (e *e2e) waitEvent(match dt.Match, within time.Duration, what string) {
 	e.t.Helper()
 	e.waitEvents(match, 1, within, what)
 }
 
-// Event matchers.
-func doorClosed(why string) func(event) bool {
-	return func(ev event) bool { return ev.is("door") && ev.str("state") == "closed" && ev.str("why") == why }
-}
-func knockRefused(reason string) func(event) bool {
-	return func(ev event) bool {
-		return ev.is("knock") && ev.str("verdict") == "rejected" && ev.str("reason") == reason
-	}
-}
-func doorArmed(ev event) bool { return ev.is("door") && ev.str("state") == "armed" }
-
-func (e *e2e) stop(sig syscall.Signal) error {
-	if e.daemon == nil {
-		return nil
-	}
-	e.daemon.Process.Signal(sig)
-	done := make(chan error, 1)
-	go func() { done <- e.daemon.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(40 * time.Second):
-		e.daemon.Process.Kill()
-		err = fmt.Errorf("doormand did not stop")
-	}
-	e.daemon = nil
-	return err
-}
-
 func (e *e2e) teardown() {
 	if e.t.Failed() {
-		e.t.Logf("server ruleset at failure:\n%s", e.out(e.srv, "iptables", "-S", "-v"))
+		e.t.Logf("server ruleset at failure:\n%s\n%s", e.out(e.srv, "iptables", "-S", "-v"), e.out(e.srv, "nft", "list", "ruleset"))
+		e.t.Logf("doormand log:\n%s", e.d.Log())
 	}
-	if e.daemon != nil {
-		e.stop(syscall.SIGKILL)
-	}
-	for _, l := range e.listeners {
-		l.Close()
-	}
-	exec.Command("ip", "netns", "del", e.srv).Run()
-	exec.Command("ip", "netns", "del", e.cli).Run()
-	if e.t.Failed() {
-		e.t.Logf("doormand log:\n%s", e.log())
-		e.t.Logf("server ruleset:\n%s\n%s", e.out(e.srv, "iptables", "-S", "-v"), e.out(e.srv, "nft", "list", "ruleset"))
+	e.d.Kill()
+	if err := e.d.Stream.Err(); err != nil {
+		e.t.Errorf("event stream: %v", err)
 	}
 }
 
-// knockPayload makes a payload with the knock binary (dry run) and sends it
-// from the client namespace with a plain UDP socket, so a test can resend
-// the very same bytes.
+// knockPayload makes a payload with the knock binary (dry run), so a test
+// can send the very same bytes again.
 func (e *e2e) knockPayload(port int) []byte {
-	out, err := exec.Command(filepath.Join(e.bin, "knock"), "--dry-run", "-g", "alice", "-s", secret, serverIP, fmt.Sprint(port)).Output()
+	out, err := exec.Command(filepath.Join(e.bin, "knock"), "--dry-run", "-g", "alice", "-s", secret, e.srv4.String(), fmt.Sprint(port)).Output()
 	if err != nil {
 		e.t.Fatalf("knock --dry-run: %v", err)
 	}
 	return []byte(strings.SplitN(string(out), "\n", 2)[0])
 }
 
+// send sends payload to the knock port from the client with a plain UDP
+// socket and returns when it was sent.
 func (e *e2e) send(payload []byte) time.Time {
 	var t0 time.Time
-	inNS(e.t, e.cli, func() {
-		c, err := net.Dial("udp", serverIP+":1001")
+	err := e.cli.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(e.srv4, dt.KnockPort).String())
 		if err != nil {
-			e.t.Fatal(err)
+			return err
 		}
+		defer c.Close()
 		t0 = time.Now()
-		c.Write(payload)
-		c.Close()
+		_, err = c.Write(payload)
+		return err
 	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	return t0
 }
 
-func (e *e2e) knock(port int) {
+// knock runs the knock binary in the client.
+func (e *e2e) knock(args ...string) (string, int) {
 	e.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", e.cli, filepath.Join(e.bin, "knock"), "-g", "alice", "-s", secret,
-		serverIP, fmt.Sprint(port)).CombinedOutput()
-	if err != nil {
-		e.t.Fatalf("knock: %v\n%s", err, out)
+	cmd := e.cli.Command(e.t.Context(), filepath.Join(e.bin, "knock"), args...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func (e *e2e) mustKnock(port int) {
+	e.t.Helper()
+	if out, code := e.knock("-g", "alice", "-s", secret, e.srv4.String(), fmt.Sprint(port)); code != 0 {
+		e.t.Fatalf("knock: exit %d\n%s", code, out)
 	}
 }
 
@@ -382,10 +217,10 @@ func (e *e2e) knock(port int) {
 // CLASSIC-4.2/2: with no admin ruleset, doorman's own table drops them).
 func (e *e2e) assertSilent() {
 	e.t.Helper()
-	inNS(e.t, e.cli, func() {
-		c, err := net.Dial("udp", serverIP+":1001")
+	err := e.cli.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(e.srv4, dt.KnockPort).String())
 		if err != nil {
-			e.t.Fatal(err)
+			return err
 		}
 		defer c.Close()
 		for _, p := range [][]byte{[]byte("junk"), []byte("2222 alice 0000000001 00000000000000000000000000000000")} {
@@ -397,9 +232,13 @@ func (e *e2e) assertSilent() {
 		buf := make([]byte, 100)
 		n, err := c.Read(buf)
 		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-			e.t.Fatalf("the knock port answered: %d bytes, %v (CLASSIC-4.2)", n, err)
+			return fmt.Errorf("the knock port answered: %d bytes, %v (CLASSIC-4.2)", n, err)
 		}
+		return nil
 	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // doorRules lists what the firewall holds for doors: the elements of
@@ -407,7 +246,7 @@ func (e *e2e) assertSilent() {
 func (e *e2e) doorRules() []string {
 	var lines []string
 	for _, l := range strings.Split(e.out(e.srv, "nft", "list", "table", "inet", "doorman"), "\n") {
-		if strings.Contains(l, "elements = ") && (strings.Contains(l, clientIP) || strings.Contains(l, clientIP6)) {
+		if strings.Contains(l, "elements = ") && (strings.Contains(l, e.cli4.String()) || strings.Contains(l, e.cli6.String())) {
 			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
@@ -429,6 +268,17 @@ func (e *e2e) waitNoRules(within time.Duration) {
 			e.t.Fatalf("door rules still present after %v: %v", within, e.doorRules())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *e2e) waitRules(within time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for len(e.doorRules()) == 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no door rule after %v", within)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -466,6 +316,9 @@ func TestIntegrationDoormand(t *testing.T) {
 		{"script-0.81-iptables-scripts", "script", iptPolicyDrop, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			// Each backend has namespaces of its own; most of the time
+			// is waiting for doors to expire and dials to time out.
+			t.Parallel()
 			e := newE2E(t, c.backend, c.ruleset, c.cfg)
 			e.assertSilent()
 
@@ -473,7 +326,7 @@ func TestIntegrationDoormand(t *testing.T) {
 				conn.Close()
 				t.Fatal("port open before any knock")
 			}
-			e.knock(svcPort)
+			e.mustKnock(svcPort)
 			e.waitRules(3 * time.Second)
 			conn := e.dial(svcPort)
 			if conn == nil {
@@ -498,8 +351,8 @@ func TestIntegrationDoormand(t *testing.T) {
 			}
 
 			// waitfor (2 s) expiry without a connection (CLASSIC-6.3).
-			e.knock(svcPort)
-			e.waitEvent(doorClosed("waitfor"), 5*time.Second, "closed after waitfor")
+			e.mustKnock(svcPort)
+			e.waitEvent(dt.Closed("waitfor"), 5*time.Second, "closed after waitfor")
 			e.waitNoRules(2 * time.Second)
 			if c5 := e.dial(svcPort); c5 != nil {
 				c5.Close()
@@ -511,7 +364,7 @@ func TestIntegrationDoormand(t *testing.T) {
 			e.send(p)
 			e.waitRules(3 * time.Second)
 			e.send(p)
-			e.waitEvents(knockRefused("replay"), 1, 3*time.Second, "replay")
+			e.waitEvents(dt.Rejected("replay"), 1, 3*time.Second, "replay")
 
 			// kill -9 with a door open, restart: no rule of the killed run
 			// is left (CLASSIC-6.9), and both knocks are still replays
@@ -520,21 +373,25 @@ func TestIntegrationDoormand(t *testing.T) {
 			p2 := e.knockPayload(svcPort)
 			e.send(p2)
 			e.waitRules(3 * time.Second)
-			e.stop(syscall.SIGKILL)
-			e.start()
+			if err := e.d.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.d.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			e.waitNoRules(3 * time.Second)
 			e.send(p2)
 			e.send(p)
-			e.waitEvents(knockRefused("replay"), 2, 3*time.Second, "replay")
+			e.waitEvents(dt.Rejected("replay"), 2, 3*time.Second, "replay")
 			if c6 := e.dial(svcPort); c6 != nil {
 				c6.Close()
 				t.Fatal("port open after replays")
 			}
 
 			// SIGTERM: exit 0 and nothing of doorman's left (CLASSIC-6.8).
-			e.knock(svcPort)
+			e.mustKnock(svcPort)
 			e.waitRules(3 * time.Second)
-			if err := e.stop(syscall.SIGTERM); err != nil {
+			if err := e.d.Stop(); err != nil {
 				t.Fatalf("doormand exit after SIGTERM: %v", err)
 			}
 			if r := e.doorRules(); len(r) != 0 {
@@ -554,17 +411,6 @@ func TestIntegrationDoormand(t *testing.T) {
 	}
 }
 
-func (e *e2e) waitRules(within time.Duration) {
-	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for len(e.doorRules()) == 0 {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no door rule after %v", within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestIntegrationLatency measures knock-on-the-wire to door-in-force over
 // 100 knocks with the nftables backend and reports p50/p99. The door is
 // in force when doormand reports it armed (the event is written right
@@ -580,16 +426,12 @@ func TestIntegrationLatency(t *testing.T) {
 		// waits behind the one before.
 		port := []int{svcPort, 22}[i%2]
 		p := e.knockPayload(port)
-		before := e.countEvents(doorArmed)
+		armed := dt.DoorState(dt.StateArmed)
+		before := e.d.Count(armed)
 		t0 := e.send(p)
-		e.waitEvents(doorArmed, before+1, 3*time.Second, "armed")
-		var t1 time.Time
-		for _, ev := range e.events() {
-			if doorArmed(ev) {
-				t1, _ = time.Parse(time.RFC3339Nano, ev.str("time"))
-			}
-		}
-		lat = append(lat, t1.Sub(t0))
+		e.waitEvents(armed, before+1, 3*time.Second, "armed")
+		ev, _ := e.d.Last(armed)
+		lat = append(lat, ev.Time.Sub(t0))
 		c := e.dial(port)
 		if c == nil {
 			t.Fatalf("knock %d: the door did not let the connection in", i)
@@ -607,16 +449,7 @@ func TestIntegrationLatency(t *testing.T) {
 func TestIntegrationKnockWait(t *testing.T) {
 	e := newE2E(t, "nftables", nftPolicyDrop, "")
 	knock := func(secret string) (string, int) {
-		cmd := exec.Command("ip", "netns", "exec", e.cli, filepath.Join(e.bin, "knock"), "--wait=2s",
-			"-g", "alice", "-s", secret, serverIP, fmt.Sprint(svcPort))
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+		return e.knock("--wait=2s", "-g", "alice", "-s", secret, e.srv4.String(), fmt.Sprint(svcPort))
 	}
 	out, code := knock(secret)
 	if code != 0 || !strings.Contains(out, "open after") {
@@ -624,8 +457,11 @@ func TestIntegrationKnockWait(t *testing.T) {
 	}
 	t.Logf("right secret: %s", strings.TrimSpace(out))
 	// --wait left a fresh door for the user's connection: use it, or the
-	// next probe would get it.
-	conn := e.dial(svcPort)
+	// next probe would get it. The fresh door waits (queued) until doormand
+	// sees the probe's connection end, up to connection-delay-2 (1 s here),
+	// so the connection is made the way ssh makes it: the kernel resends a
+	// SYN that found no door after 1 s, and the dial allows for that.
+	conn := dt.Dial(e.cli, netip.AddrPortFrom(e.srv4, svcPort), 3*time.Second, 2*time.Second)
 	if conn == nil {
 		t.Fatal("no door for the connection after knock --wait")
 	}
@@ -634,7 +470,7 @@ func TestIntegrationKnockWait(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "no door opened") {
 		t.Fatalf("knock --wait with a wrong secret: exit %d, %q", code, out)
 	}
-	e.waitEvent(knockRefused("incorrect-secret"), 2*time.Second, "incorrect secret")
+	e.waitEvent(dt.Rejected("incorrect-secret"), 2*time.Second, "incorrect secret")
 }
 
 // TestIntegrationIPv6: a knock over IPv6 opens an IPv6 door for one
@@ -651,26 +487,25 @@ ip6tables -P INPUT DROP`
 		{"iptables", ip6Drop},
 	} {
 		t.Run(c.backend, func(t *testing.T) {
+			t.Parallel()
 			e := newE2E(t, c.backend, c.ruleset, "")
-			if conn := e.dialTo(serverIP6, svcPort); conn != nil {
+			if conn := e.dialTo(e.srv6, svcPort); conn != nil {
 				conn.Close()
 				t.Fatal("port open over IPv6 before any knock")
 			}
-			out, err := exec.Command("ip", "netns", "exec", e.cli, filepath.Join(e.bin, "knock"), "-6",
-				"-g", "alice", "-s", secret, serverIP6, fmt.Sprint(svcPort)).CombinedOutput()
-			if err != nil {
-				t.Fatalf("knock -6: %v\n%s", err, out)
+			if out, code := e.knock("-6", "-g", "alice", "-s", secret, e.srv6.String(), fmt.Sprint(svcPort)); code != 0 {
+				t.Fatalf("knock -6: exit %d\n%s", code, out)
 			}
 			e.waitRules(3 * time.Second)
-			conn := e.dialTo(serverIP6, svcPort)
+			conn := e.dialTo(e.srv6, svcPort)
 			if conn == nil {
 				t.Fatal("IPv6 door did not open")
 			}
-			if c2 := e.dialTo(serverIP6, svcPort); c2 != nil {
+			if c2 := e.dialTo(e.srv6, svcPort); c2 != nil {
 				c2.Close()
 				t.Fatal("a second IPv6 connection got in (CLASSIC-6.2)")
 			}
-			if e.countEvents(func(ev event) bool { return ev.is("knock") && ev.str("src") == clientIP6 }) == 0 {
+			if e.d.Count(dt.IsKind(dt.KindKnock).From(e.cli6)) == 0 {
 				t.Fatal("the knock was not reported with its IPv6 source")
 			}
 			conn.Close()
@@ -685,17 +520,18 @@ ip6tables -P INPUT DROP`
 // leftovers are removed before anything else (CLASSIC-6.9/2).
 func TestIntegrationCrashThenBadStore(t *testing.T) {
 	e := newE2E(t, "nftables", nftPolicyDrop, "")
-	e.knock(svcPort)
+	e.mustKnock(svcPort)
 	e.waitRules(3 * time.Second)
-	e.stop(syscall.SIGKILL)
+	if err := e.d.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	if len(e.doorRules()) == 0 {
 		t.Fatal("the killed run left no door: the test shows nothing")
 	}
-	if err := os.WriteFile(filepath.Join(e.dir, "replay"), []byte("not a replay store, not a 0.81 archive"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(e.d.Dir(), "replay"), []byte("not a replay store, not a 0.81 archive"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("ip", "netns", "exec", e.srv, filepath.Join(e.bin, "doormand"), "-D",
-		"-f", filepath.Join(e.dir, "doormand.cf")).CombinedOutput()
+	out, err := e.srv.Command(t.Context(), filepath.Join(e.bin, "doormand"), "-D", "-f", e.d.ConfigPath()).CombinedOutput()
 	if err == nil {
 		t.Fatalf("doormand started with a broken replay store:\n%s", out)
 	}
@@ -716,7 +552,7 @@ func TestIntegrationCrashThenBadStore(t *testing.T) {
 // policy (audit finding 10), and the door works as with the other modes.
 func TestIntegrationCaptureSocket(t *testing.T) {
 	e := newE2E(t, "nftables", nftPolicyDrop, "capture socket\n")
-	e.knock(svcPort)
+	e.mustKnock(svcPort)
 	e.waitRules(3 * time.Second)
 	conn := e.dial(svcPort)
 	if conn == nil {
@@ -740,15 +576,16 @@ func TestIntegrationShortConnection(t *testing.T) {
 		{"script", iptPolicyDrop},
 	} {
 		t.Run(c.backend, func(t *testing.T) {
+			t.Parallel()
 			e := newE2E(t, c.backend, c.ruleset, "")
-			e.knock(svcPort)
+			e.mustKnock(svcPort)
 			e.waitRules(3 * time.Second)
 			conn := e.dial(svcPort)
 			if conn == nil {
 				t.Fatal("door did not open")
 			}
 			conn.Close()
-			e.waitEvent(doorClosed("connection-ended"), 3*time.Second, "closed after the short connection")
+			e.waitEvent(dt.Closed("connection-ended"), 3*time.Second, "closed after the short connection")
 			for range 3 {
 				if c2 := e.dial(svcPort); c2 != nil {
 					c2.Close()
@@ -761,21 +598,17 @@ func TestIntegrationShortConnection(t *testing.T) {
 }
 
 // modernE2E is an e2e run with the modern protocol: the doorman's key pair,
-// a modern guest bob (ports 2222 and 22 from 198.18.0.0/24) beside the
-// classic alice, and the client's key and .knockcf with the doorman's
+// a modern guest bob (ports 2222 and 22 from the client's subnets) beside
+// the classic alice, and the client's key and .knockcf with the doorman's
 // server record.
 type modernE2E struct {
 	*e2e
 	server, client protocol.PrivateKey
 	knockcf        string
+	race           netip.Addr // a second address of the client: an attacker on its network
 }
 
-// raceIP is a second address of the client namespace: an attacker on the
-// client's network, inside bob's address entries.
-const raceIP = "198.18.0.3"
-
 func newModernE2E(t *testing.T, backend, ruleset, extraCfg string) *modernE2E {
-	requireRoot(t)
 	keys := t.TempDir()
 	m := &modernE2E{server: newKey(t), client: newKey(t)}
 	if err := config.WritePrivateKey(filepath.Join(keys, "doormand.key"), &m.server); err != nil {
@@ -784,12 +617,17 @@ func newModernE2E(t *testing.T, backend, ruleset, extraCfg string) *modernE2E {
 	if err := config.WritePrivateKey(filepath.Join(keys, "knock.key"), &m.client); err != nil {
 		t.Fatal(err)
 	}
-	m.knockcf = filepath.Join(keys, "knockcf")
-	os.WriteFile(m.knockcf, []byte(fmt.Sprintf("server %s %s\nprivate-key %s\n", serverIP, m.server.Public(),
-		filepath.Join(keys, "knock.key"))), 0o600)
+	// bob's entries: the whole client subnet, which the attacker's
+	// address is inside.
 	m.e2e = newE2EWith(t, backend, ruleset, extraCfg+"private-key "+filepath.Join(keys, "doormand.key")+"\n",
-		"bob pubkey."+m.client.Public().String()+" 2222 22 198.18.0.0/24 2001:db8::/64\n")
-	must(t, "ip", "-n", m.cli, "addr", "add", raceIP+"/24", "dev", m.prefix+"b")
+		"bob pubkey."+m.client.Public().String()+" 2222 22 198.18.0.0/15 2001:db8::/32\n")
+	m.knockcf = filepath.Join(keys, "knockcf")
+	if err := os.WriteFile(m.knockcf, fmt.Appendf(nil, "server %s %s\nprivate-key %s\n", m.srv4, m.server.Public(),
+		filepath.Join(keys, "knock.key")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.race = m.cliNet4.Addr().Next().Next().Next()
+	m.sh(m.cli, fmt.Sprintf("ip addr add %s/%d dev %s", m.race, m.cliNet4.Bits(), m.cliIf))
 	return m
 }
 
@@ -805,9 +643,8 @@ func newKey(t *testing.T) protocol.PrivateKey {
 // knock, since .knockcf has a server record for the host.
 func (m *modernE2E) knockModern(args ...string) {
 	m.t.Helper()
-	args = append([]string{"netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf}, args...)
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		m.t.Fatalf("knock %v: %v\n%s", args, err, out)
+	if out, code := m.knock(append([]string{"-f", m.knockcf}, args...)...); code != 0 {
+		m.t.Fatalf("knock %v: exit %d\n%s", args, code, out)
 	}
 }
 
@@ -815,8 +652,8 @@ func (m *modernE2E) knockModern(args ...string) {
 // stating the client's address, made now.
 func (m *modernE2E) modernPayload(port int) []byte {
 	m.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf, "--dry-run",
-		serverIP, fmt.Sprint(port)).Output()
+	out, err := m.cli.Command(m.t.Context(), filepath.Join(m.bin, "knock"), "-f", m.knockcf, "--dry-run",
+		m.srv4.String(), fmt.Sprint(port)).Output()
 	if err != nil {
 		m.t.Fatalf("knock --dry-run: %v", err)
 	}
@@ -841,59 +678,56 @@ func (m *modernE2E) seal(server protocol.PublicKey, r protocol.Request) []byte {
 	return p
 }
 
-// sendFrom sends payload from the client namespace's address src.
-func (e *e2e) sendFrom(src string, payload []byte) {
+// sendFrom sends payload from the client's address src.
+func (e *e2e) sendFrom(src netip.Addr, payload []byte) {
 	e.t.Helper()
-	inNS(e.t, e.cli, func() {
-		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(serverIP), Port: 1001})
+	err := e.cli.Do(func() error {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
+			net.UDPAddrFromAddrPort(netip.AddrPortFrom(e.srv4, dt.KnockPort)))
 		if err != nil {
-			e.t.Fatal(err)
+			return err
 		}
-		c.Write(payload)
-		c.Close()
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
 	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 }
 
-// dialFromPort is dial from the client's TCP source port sport.
+// dialFromPort is dial from the client's TCP source port sport; nil if the
+// connection does not get through.
 func (e *e2e) dialFromPort(sport, port int) net.Conn {
 	var c net.Conn
-	inNS(e.t, e.cli, func() {
-		d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientIP), Port: sport}}
+	e.cli.Do(func() error {
+		d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(e.cli4, uint16(sport)))}
 		var err error
-		if c, err = d.Dial("tcp", net.JoinHostPort(serverIP, fmt.Sprint(port))); err != nil {
+		if c, err = d.Dial("tcp", netip.AddrPortFrom(e.srv4, uint16(port)).String()); err != nil {
 			c = nil
-			return
+			return nil
 		}
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello\n" {
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "hello") {
 			c.Close()
 			c = nil
 		}
+		return nil
 	})
 	return c
 }
 
-func knockAccepted(protocol string) func(event) bool {
-	return func(ev event) bool {
-		return ev.is("knock") && ev.str("verdict") == "accepted" && ev.str("protocol") == protocol
-	}
-}
+// modernAccepted matches accepted modern knocks.
+var modernAccepted = dt.Accepted().And(func(ev dt.Event) bool { return ev.Protocol == "modern" })
 
 // counter asks doormand for its counters (SIGUSR1) and returns name's.
-func (e *e2e) counter(name string) float64 {
+func (e *e2e) counter(name string) uint64 {
 	e.t.Helper()
-	isCounters := func(ev event) bool { return ev.is("counters") }
-	n := e.countEvents(isCounters)
-	e.daemon.Process.Signal(syscall.SIGUSR1)
-	e.waitEvents(isCounters, n+1, 3*time.Second, "counters")
-	var v float64
-	for _, ev := range e.events() {
-		if ev.is("counters") {
-			c, _ := ev["counters"].(map[string]any)
-			v, _ = c[name].(float64)
-		}
+	ev, err := e.d.Counters(3 * time.Second)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	return v
+	return ev.Counters[name]
 }
 
 // TestIntegrationModern is the modern protocol's acceptance run (issue
@@ -906,10 +740,11 @@ func (e *e2e) counter(name string) float64 {
 // classic knocks and keeps modern ones (MODERN-12.20/3).
 func TestIntegrationModern(t *testing.T) {
 	m := newModernE2E(t, "nftables", nftPolicyDrop, "")
+	armed := dt.DoorState(dt.StateArmed)
 
 	// The knock binary's modern knock: one connection.
-	m.knockModern(serverIP, fmt.Sprint(svcPort))
-	m.waitEvent(doorArmed, 3*time.Second, "door armed for a modern knock")
+	m.knockModern(m.srv4.String(), fmt.Sprint(svcPort))
+	m.waitEvent(armed, 3*time.Second, "door armed for a modern knock")
 	conn := m.dial(svcPort)
 	if conn == nil {
 		t.Fatal("door did not open after a modern knock")
@@ -919,19 +754,17 @@ func TestIntegrationModern(t *testing.T) {
 		t.Fatal("a second connection got in (CLASSIC-6.2)")
 	}
 	conn.Close()
-	for _, ev := range m.events() {
-		if knockAccepted("modern")(ev) && (ev.str("group") != "bob" || ev.str("source") != "stated" || ev.str("src") != clientIP) {
-			t.Fatalf("accepted knock reported as %v", ev)
-		}
+	if ev, ok := m.d.Last(modernAccepted); !ok || ev.Group != "bob" || ev.Source != "stated" || ev.Src != m.cli4 {
+		t.Fatalf("accepted knock reported as %+v", ev)
 	}
 
 	// Replayed: stale.
 	p := m.modernPayload(svcPort)
 	m.send(p)
-	m.waitEvents(knockAccepted("modern"), 2, 3*time.Second, "second modern knock accepted")
+	m.waitEvents(modernAccepted, 2, 3*time.Second, "second modern knock accepted")
 	m.send(p)
-	m.waitEvent(knockRefused("stale"), 3*time.Second, "replay refused as stale")
-	m.waitEvents(doorArmed, 2, 3*time.Second, "door armed for the second knock")
+	m.waitEvent(dt.Rejected("stale"), 3*time.Second, "replay refused as stale")
+	m.waitEvents(armed, 2, 3*time.Second, "door armed for the second knock")
 	if conn := m.dial(svcPort); conn == nil { // the door of the knock, not of its replay
 		t.Fatal("no door for the second knock")
 	} else {
@@ -945,11 +778,11 @@ func TestIntegrationModern(t *testing.T) {
 	// Raced from another address: refused, and the genuine knock, which
 	// arrives second, opens the door for the client.
 	raced := m.modernPayload(svcPort)
-	m.sendFrom(raceIP, raced)
-	m.waitEvent(knockRefused("source-mismatch"), 3*time.Second, "raced knock refused")
-	m.sendFrom(clientIP, raced)
-	m.waitEvents(knockAccepted("modern"), 3, 3*time.Second, "genuine knock accepted after the race")
-	m.waitEvents(doorArmed, 3, 3*time.Second, "door armed after the race")
+	m.sendFrom(m.race, raced)
+	m.waitEvent(dt.Rejected("source-mismatch"), 3*time.Second, "raced knock refused")
+	m.sendFrom(m.cli4, raced)
+	m.waitEvents(modernAccepted, 3, 3*time.Second, "genuine knock accepted after the race")
+	m.waitEvents(armed, 3, 3*time.Second, "door armed after the race")
 	if conn := m.dial(svcPort); conn == nil {
 		t.Fatal("the client did not get in after the raced knock")
 	} else {
@@ -958,7 +791,7 @@ func TestIntegrationModern(t *testing.T) {
 
 	// For another doorman: dropped at mac1, counted, no door.
 	other := newKey(t)
-	m.send(m.seal(other.Public(), protocol.Request{Port: svcPort, Source: netip.MustParseAddr(clientIP)}))
+	m.send(m.seal(other.Public(), protocol.Request{Port: svcPort, Source: m.cli4}))
 	deadline := time.Now().Add(3 * time.Second)
 	for m.counter("bad-mac1") < 1 {
 		if time.Now().After(deadline) {
@@ -968,14 +801,10 @@ func TestIntegrationModern(t *testing.T) {
 
 	// A clock 93 s ahead: refused, and the event says by how much.
 	m.send(m.seal(m.server.Public(), protocol.Request{Time: uint64(time.Now().Add(93 * time.Second).UnixNano()),
-		Port: svcPort, Source: netip.MustParseAddr(clientIP)}))
-	m.waitEvent(knockRefused("clock-skew"), 3*time.Second, "skewed knock refused")
-	for _, ev := range m.events() {
-		if knockRefused("clock-skew")(ev) {
-			if skew, _ := ev["skew_ms"].(float64); skew < 92000 || skew > 94000 {
-				t.Fatalf("skew reported as %v ms, want about 93000", ev["skew_ms"])
-			}
-		}
+		Port: svcPort, Source: m.cli4}))
+	m.waitEvent(dt.Rejected("clock-skew"), 3*time.Second, "skewed knock refused")
+	if ev, _ := m.d.Last(dt.Rejected("clock-skew")); ev.SkewMS < 92000 || ev.SkewMS > 94000 {
+		t.Fatalf("skew reported as %v ms, want about 93000", ev.SkewMS)
 	}
 	if c := m.dial(svcPort); c != nil {
 		c.Close()
@@ -985,48 +814,62 @@ func TestIntegrationModern(t *testing.T) {
 	// Stale after a restart and after kill -9 (MODERN-12.17/2).
 	p2 := m.modernPayload(svcPort)
 	m.send(p2)
-	m.waitEvents(knockAccepted("modern"), 4, 3*time.Second, "knock before the kill")
-	m.stop(syscall.SIGKILL)
-	m.start()
+	m.waitEvents(modernAccepted, 4, 3*time.Second, "knock before the kill")
+	if err := m.d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.d.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stale := m.d.Count(dt.Rejected("stale"))
 	m.send(p2)
 	m.send(p)
-	m.waitEvents(knockRefused("stale"), 2, 3*time.Second, "stale after kill -9")
-	if err := m.stop(syscall.SIGTERM); err != nil {
+	m.waitEvents(dt.Rejected("stale"), stale+2, 3*time.Second, "stale after kill -9")
+	if err := m.d.Stop(); err != nil {
 		t.Fatalf("doormand exit after SIGTERM: %v", err)
 	}
-	m.start()
+	if err := m.d.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	m.send(p2)
-	m.waitEvents(knockRefused("stale"), 1, 3*time.Second, "stale after a restart")
+	m.waitEvents(dt.Rejected("stale"), stale+3, 3*time.Second, "stale after a restart")
 
 	// classic off, by a reload: classic knocks are refused, modern ones
 	// still open doors.
-	cf := filepath.Join(m.dir, "doormand.cf")
-	b, _ := os.ReadFile(cf)
-	os.WriteFile(cf, append(b, "classic off\n"...), 0o600)
-	m.daemon.Process.Signal(syscall.SIGHUP)
-	m.waitEvent(func(ev event) bool { return ev.is("reload") && ev["ok"] == true }, 3*time.Second, "reload")
-	m.knock(svcPort)
-	m.waitEvent(knockRefused("classic-disabled"), 3*time.Second, "classic knock refused")
+	cf := m.d.ConfigPath()
+	b, err := os.ReadFile(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cf, append(b, "classic off\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := m.d.Reload(3 * time.Second); err != nil || !ev.OK {
+		t.Fatalf("reload: %+v %v", ev, err)
+	}
+	m.mustKnock(svcPort)
+	m.waitEvent(dt.Rejected("classic-disabled"), 3*time.Second, "classic knock refused")
 	if c := m.dial(svcPort); c != nil {
 		c.Close()
 		t.Fatal("a classic knock opened a door with classic off")
 	}
-	m.knockModern(serverIP, fmt.Sprint(svcPort))
-	m.waitEvent(doorArmed, 3*time.Second, "door armed for a modern knock with classic off")
+	n := m.d.Count(armed)
+	m.knockModern(m.srv4.String(), fmt.Sprint(svcPort))
+	m.waitEvents(armed, n+1, 3*time.Second, "door armed for a modern knock with classic off")
 	if conn := m.dial(svcPort); conn == nil {
 		t.Fatal("no door for a modern knock with classic off")
 	} else {
 		conn.Close()
 	}
 
-	// knock --wait, with which the README has a user check the setup.
-	armed := m.countEvents(doorArmed)
-	if out, err := exec.Command("ip", "netns", "exec", m.cli, filepath.Join(m.bin, "knock"), "-f", m.knockcf,
-		"--wait=2s", serverIP, fmt.Sprint(svcPort)).CombinedOutput(); err != nil {
-		t.Fatalf("knock --wait: %v\n%s", err, out)
+	// knock --wait, with which the README has a user check the setup: it
+	// leaves a fresh door for the user's connection.
+	n = m.d.Count(armed)
+	if out, code := m.knock("-f", m.knockcf, "--wait=2s", m.srv4.String(), fmt.Sprint(svcPort)); code != 0 {
+		t.Fatalf("knock --wait: exit %d\n%s", code, out)
 	}
-	m.waitEvents(doorArmed, armed+2, 3*time.Second, "the fresh door knock --wait leaves")
-	if conn := m.dial(svcPort); conn == nil {
+	m.waitEvents(armed, n+2, 3*time.Second, "the fresh door knock --wait leaves")
+	if conn := dt.Dial(m.cli, netip.AddrPortFrom(m.srv4, svcPort), 3*time.Second, 2*time.Second); conn == nil {
 		t.Fatal("no door after knock --wait")
 	} else {
 		conn.Close()
@@ -1042,10 +885,11 @@ func TestIntegrationModernSourcePort(t *testing.T) {
 		{"script", iptPolicyDrop},
 	} {
 		t.Run(c.backend, func(t *testing.T) {
+			t.Parallel()
 			m := newModernE2E(t, c.backend, c.ruleset, "waitfor 4\n")
 			const sport = 40123
-			m.send(m.seal(m.server.Public(), protocol.Request{Port: svcPort, Source: netip.MustParseAddr(clientIP), SourcePort: sport}))
-			m.waitEvent(func(ev event) bool { return knockAccepted("modern")(ev) && ev["src_port"] == float64(sport) },
+			m.send(m.seal(m.server.Public(), protocol.Request{Port: svcPort, Source: m.cli4, SourcePort: sport}))
+			m.waitEvent(modernAccepted.And(func(ev dt.Event) bool { return ev.SrcPort == sport }),
 				3*time.Second, "knock with a source port accepted")
 			m.waitRules(3 * time.Second)
 			if conn := m.dialFromPort(sport+1, svcPort); conn != nil {
@@ -1061,7 +905,7 @@ func TestIntegrationModernSourcePort(t *testing.T) {
 				t.Fatal("the stated 4-tuple did not get through")
 			}
 			conn.Close()
-			m.waitNoRules(4 * time.Second)
+			m.waitNoRules(6 * time.Second)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/protocol"
+	"github.com/spf13/pflag"
 )
 
 // keyUsage is printed by "doormand keygen -h" and "doormand pubkey -h".
@@ -41,21 +41,17 @@ func isKeyCommand(args []string) bool {
 // stdout alone on one line, as wg pubkey prints it; everything else goes
 // to stderr.
 func keyCommand(name string, args []string, stdout, stderr io.Writer) int {
-	flags := flag.NewFlagSet("doormand "+name, flag.ContinueOnError)
+	flags := pflag.NewFlagSet("doormand "+name, pflag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.Usage = func() { fmt.Fprint(flags.Output(), keyUsage) }
 	var help, debug bool
 	var cfgPath string
-	for _, n := range []string{"h", "help"} {
-		flags.BoolVar(&help, n, false, "show this help")
-	}
-	for _, n := range []string{"D", "debug"} {
-		flags.BoolVar(&debug, n, false, "skip the ownership checks")
-	}
-	for _, n := range []string{"f", "config"} {
-		flags.StringVar(&cfgPath, n, config.DefaultConfigPath, "configuration file")
-	}
+	flags.BoolVarP(&help, "help", "h", false, "show this help")
+	flags.BoolVarP(&debug, "debug", "D", false, "skip the ownership checks")
+	flags.StringVarP(&cfgPath, "config", "f", config.DefaultConfigPath, "configuration file")
 	if err := flags.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "doormand %s: %v\n", name, err)
+		flags.Usage()
 		return 2
 	}
 	if help {
@@ -72,8 +68,7 @@ func keyCommand(name string, args []string, stdout, stderr io.Writer) int {
 		flags.Usage()
 		return 2
 	}
-	cfgSet := false
-	flags.Visit(func(f *flag.Flag) { cfgSet = cfgSet || f.Name == "f" || f.Name == "config" })
+	cfgSet := flags.Changed("config")
 
 	if name == "pubkey" {
 		d, _, err := config.LoadDaemon(cfgPath, !debug)

@@ -93,7 +93,7 @@ func TestKeyCommandErrors(t *testing.T) {
 	}{
 		{[]string{"keygen", "-h"}, 0, "usage: doormand keygen"},
 		{[]string{"pubkey", "--help"}, 0, "doormand pubkey [-D]"},
-		{[]string{"keygen", "-Q"}, 2, "not defined: -Q"},
+		{[]string{"keygen", "-Q"}, 2, "unknown shorthand flag: 'Q' in -Q"},
 		{[]string{"keygen", "a", "b"}, 2, `doormand keygen: unexpected argument "b"`},
 		{[]string{"pubkey", "-D", "-f", cf, "x"}, 2, `doormand pubkey: unexpected argument "x"`},
 		{[]string{"pubkey", "-D", "-f", cf}, 1, "doormand pubkey: private key " + keyFile + " does not exist"},

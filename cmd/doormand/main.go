@@ -9,56 +9,23 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/version"
+	"github.com/spf13/pflag"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if isKeyCommand(args) {
-		return keyCommand(args[0], args[1:], stdout, stderr)
-	}
-	fs := flag.NewFlagSet("doormand", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		help, showVersion, debug, hexdump, check, prune, repair bool
-		pidfile, cfgPath, importArchive, events                 string
-	)
-	for _, n := range []string{"h", "help"} {
-		fs.BoolVar(&help, n, false, "show this help")
-	}
-	for _, n := range []string{"v", "version"} {
-		fs.BoolVar(&showVersion, n, false, "print the version and exit")
-	}
-	for _, n := range []string{"D", "debug"} {
-		fs.BoolVar(&debug, n, false, "debug: log to stderr at debug level, skip file ownership checks")
-	}
-	for _, n := range []string{"X", "hexdump"} {
-		fs.BoolVar(&hexdump, n, false, "hex-dump every captured frame with its link type and header length")
-	}
-	for _, n := range []string{"p", "pidfile"} {
-		fs.StringVar(&pidfile, n, "", "pid file (overrides the config's pidfile)")
-	}
-	for _, n := range []string{"f", "config"} {
-		fs.StringVar(&cfgPath, n, config.DefaultConfigPath, "configuration file")
-	}
-	fs.BoolVar(&check, "check", false, "check the configuration, guest list and private key, then exit")
-	fs.StringVar(&events, "events", "", "append the event stream (JSON lines) to `file`; - = stdout")
-	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
-	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
-	fs.BoolVar(&repair, "repair-replay", false, "rewrite a damaged replay store keeping every record that checks, then exit (daemon stopped)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
+// usage is printed by -h and after a command-line mistake.
+const usage = `usage: doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
        doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay | --repair-replay
        doormand keygen [-D] [-f config-file] [FILE]
        doormand pubkey [-D] [-f config-file]
@@ -71,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
   -X, --hexdump         hex-dump each captured frame's first 128 bytes with its
                         link type and the link-header length in use
   -p, --pidfile FILE    pid file (overrides the configuration's pidfile)
-  -f, --config FILE     configuration (default `+config.DefaultConfigPath+`)
+  -f, --config FILE     configuration (default ` + config.DefaultConfigPath + `)
       --check           check the configuration, the guest list and the private
                         key (needed if the list has modern guests), then exit
       --events FILE     append the event stream (one JSON object a line: ready,
@@ -93,9 +60,33 @@ Modern knocks (key pairs instead of secrets) need the doorman's key pair:
   pubkey                print the public key of the configured private key
 
 Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exit.
-`)
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if isKeyCommand(args) {
+		return keyCommand(args[0], args[1:], stdout, stderr)
 	}
+	fs := pflag.NewFlagSet("doormand", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
+	var (
+		help, showVersion, debug, hexdump, check, prune, repair bool
+		pidfile, cfgPath, importArchive, events                 string
+	)
+	fs.BoolVarP(&help, "help", "h", false, "show this help")
+	fs.BoolVarP(&showVersion, "version", "v", false, "print the version and exit")
+	fs.BoolVarP(&debug, "debug", "D", false, "debug: log to stderr at debug level, skip file ownership checks")
+	fs.BoolVarP(&hexdump, "hexdump", "X", false, "hex-dump every captured frame with its link type and header length")
+	fs.StringVarP(&pidfile, "pidfile", "p", "", "pid file (overrides the config's pidfile)")
+	fs.StringVarP(&cfgPath, "config", "f", config.DefaultConfigPath, "configuration file")
+	fs.BoolVar(&check, "check", false, "check the configuration, guest list and private key, then exit")
+	fs.StringVar(&events, "events", "", "append the event stream (JSON lines) to `file`; - = stdout")
+	fs.StringVar(&importArchive, "import-archive", "", "merge a Doorman 0.81 hash-archive `file` into the replay store, then exit")
+	fs.BoolVar(&prune, "prune-replay", false, "drop replay digests of groups whose secret changed or that were removed, then exit (daemon stopped)")
+	fs.BoolVar(&repair, "repair-replay", false, "rewrite a damaged replay store keeping every record that checks, then exit (daemon stopped)")
 	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "doormand: %v\n", err)
+		fs.Usage()
 		return 2
 	}
 	if help {
@@ -112,11 +103,11 @@ Signals: HUP reloads, USR1 logs counters, TERM/INT/QUIT close every door and exi
 		fs.Usage()
 		return 2
 	}
-	o := daemon.ServiceOptions{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr, Stdout: stdout, Events: events}
+	o := service.Options{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr, Stdout: stdout, Events: events}
 	if hexdump {
 		o.HexDump = stdout
 	}
-	svc, guests, err := daemon.LoadService(o)
+	svc, guests, err := service.Load(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "doormand: %v\n", err)
 		return 1

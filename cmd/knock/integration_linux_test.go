@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/doorman-project/doorman/sim"
+	"github.com/doorman-project/doorman/internal/doormandtest"
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
 // doormanSite is a real doormand (nftables backend) guarding a greeting
@@ -28,11 +28,10 @@ import (
 //	                                     service on :2222 ("hello\n")
 type doormanSite struct {
 	t        *testing.T
-	cli, srv *sim.Host
-	bin, dir string
+	cli, srv *netsim.Host
+	bin      string
 	home     string // the client's HOME, with no .knockcf
 	service  netip.AddrPort
-	log      string
 }
 
 const (
@@ -52,87 +51,52 @@ const sitePolicyDrop = `table inet filter {
 }
 `
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	doormandtest.RemoveBuilt()
+	os.Exit(code)
+}
+
 func newDoormanSite(t *testing.T) *doormanSite {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces and nftables")
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (make deps installs it)")
 	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (make deps installs it)", tool)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	n, err := sim.New(ctx, sim.Options{Prefix: "dmknock"})
+	n := netsim.ForTest(t, "dmknock")
+	s := &doormanSite{t: t, bin: doormandtest.Binaries(t), home: t.TempDir()}
+	s.cli, s.srv = n.AddHostForTest(t, "cli"), n.AddHostForTest(t, "srv")
+	link, err := n.Link(s.cli, s.srv, netsim.LinkOptions{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	s := &doormanSite{t: t, bin: t.TempDir(), dir: t.TempDir(), home: t.TempDir()}
-	if s.cli, err = n.AddHost("cli"); err != nil {
-		t.Fatal(err)
-	}
-	if s.srv, err = n.AddHost("srv"); err != nil {
-		t.Fatal(err)
-	}
-	link, err := n.Link(s.cli, s.srv, sim.LinkOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.BuildDoorman(ctx, "../..", s.bin); err != nil {
 		t.Fatal(err)
 	}
 	s.service = netip.AddrPortFrom(link.B.Addr4, siteService)
 
-	rules := filepath.Join(s.dir, "ruleset.nft")
-	cf := fmt.Sprintf("interface %s\nport 1001\nwaitfor 3\nconnection-delay-1 500000\nconnection-delay-2 1\n"+
-		"guestlist %[2]s/guests\nhash-archive %[2]s/replay\npidfile %[2]s/pid\nloglevel debug\nstats-interval 0\n"+
-		"firewall nftables\n", link.B.Name, s.dir)
-	guests := fmt.Sprintf("alice %s %d %s\n", siteSecret, siteService, link.A.Prefix4)
-	for name, body := range map[string]string{"ruleset.nft": sitePolicyDrop, "doormand.cf": cf, "guests": guests} {
-		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := s.srv.Command(ctx, "nft", "-f", rules).CombinedOutput(); err != nil {
+	nft := s.srv.Command(t.Context(), "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(sitePolicyDrop)
+	if out, err := nft.CombinedOutput(); err != nil {
 		t.Fatalf("server ruleset: %v: %s", err, out)
 	}
-	s.serve(ctx)
-
-	s.log = filepath.Join(s.dir, "doormand.log")
-	logf, err := os.Create(s.log)
+	if err := doormandtest.Serve(t.Context(), s.srv, s.service); err != nil {
+		t.Fatal(err)
+	}
+	d, err := doormandtest.Start(t.Context(), s.srv, doormandtest.Options{
+		Binary: filepath.Join(s.bin, "doormand"),
+		Dir:    t.TempDir(),
+		Config: doormandtest.Config(link.B.Name, 3*time.Second, "firewall nftables"),
+		Guests: fmt.Sprintf("alice %s %d %s\n", siteSecret, siteService, link.A.Prefix4),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { logf.Close() })
-	d := s.srv.Command(ctx, filepath.Join(s.bin, "doormand"), "-D", "-f", filepath.Join(s.dir, "doormand.cf"))
-	d.Stdout, d.Stderr = logf, logf
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { d.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		d.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			d.Process.Kill()
+		if err := d.Stop(); err != nil {
+			t.Errorf("doormand stop: %v", err)
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("doormand log:\n%s", b)
+			t.Logf("doormand log:\n%s", d.Log())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.readLog(), "doormand started") {
-		if time.Now().After(deadline) {
-			t.Fatalf("doormand did not start:\n%s", s.readLog())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // the firewall is set up right after the start record
+	// Ready means the firewall is in place: no sleep needed.
 	if c := s.dial(time.Second); c != nil {
 		c.Close()
 		t.Fatal("the service is reachable before any knock")
@@ -140,61 +104,11 @@ func newDoormanSite(t *testing.T) *doormanSite {
 	return s
 }
 
-func (s *doormanSite) readLog() string {
-	b, _ := os.ReadFile(s.log)
-	return string(b)
-}
-
-// serve runs the greeting service: "hello\n", then it reads until the
-// client closes.
-func (s *doormanSite) serve(ctx context.Context) {
-	var l net.Listener
-	if err := s.srv.Do(func() (err error) {
-		l, err = net.Listen("tcp4", s.service.String())
-		return err
-	}); err != nil {
-		s.t.Fatal(err)
-	}
-	context.AfterFunc(ctx, func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("hello\n"))
-				buf := make([]byte, 64)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-}
-
 // dial is the user's own connection from the client, made once the way ssh
 // makes it (the kernel retransmits a lost SYN); nil unless it connects and
 // gets the greeting within timeout.
 func (s *doormanSite) dial(timeout time.Duration) net.Conn {
-	var c net.Conn
-	s.cli.Do(func() error {
-		var err error
-		if c, err = net.DialTimeout("tcp4", s.service.String(), timeout); err != nil {
-			c = nil
-			return err
-		}
-		c.SetReadDeadline(time.Now().Add(timeout))
-		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello\n" {
-			c.Close()
-			c = nil
-		}
-		return nil
-	})
-	return c
+	return doormandtest.Dial(s.cli, s.service, timeout, timeout)
 }
 
 // knock runs the knock binary in the client with stdin and returns its exit

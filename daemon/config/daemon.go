@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/doorman-project/doorman/daemon/capture"
+	"github.com/doorman-project/doorman/daemon/firewall"
 	"github.com/doorman-project/doorman/daemon/ratelimit"
 	"github.com/doorman-project/doorman/protocol"
 )
@@ -29,16 +32,6 @@ const (
 	FirewallScript   Firewall = "script"   // 0.81 firewall-add / firewall-del scripts
 )
 
-// Capture selects how knocks are captured.
-type Capture string
-
-// The capture methods.
-const (
-	CaptureNetwork Capture = "network" // link-layer capture that lets the kernel strip the link header
-	CaptureRaw     Capture = "raw"     // link-layer capture; skip link-header-length bytes, as 0.81 does
-	CaptureSocket  Capture = "socket"  // an ordinary UDP socket bound to the port
-)
-
 // Defaults and limits of doormand.cf (CLASSIC-8.4).
 const (
 	DefaultConfigPath      = "/usr/local/etc/doormand/doormand.cf"
@@ -48,18 +41,18 @@ const (
 	DefaultConnDelay2      = 5 * time.Second
 	DefaultGuestList       = "/etc/dd_guestlist"
 	DefaultHashArchive     = "/var/lib/doorman/replay"
-	DefaultHashArchiveSize = 100000
-	MinHashArchiveSize     = 1000
+	DefaultHashArchiveSize = protocol.DefaultReplayCapacity
+	MinHashArchiveSize     = protocol.MinReplayCapacity
 	MaxHashArchiveSize     = 100_000_000
 	DefaultLogFile         = "/var/log/doorman"
 	DefaultPidFile         = "/var/run/doorman.pid"
 	DefaultFailLimit       = 3
 	DefaultFailDelay       = 60 * time.Second
-	DefaultNftTable        = "doorman"
-	DefaultDoorMark        = 0x00100000
+	DefaultNftTable        = firewall.DefaultNFTTable
+	DefaultDoorMark        = firewall.DefaultMark
 	DefaultStatsInterval   = 300 * time.Second
-	DefaultIptablesChain   = "DOORMAN"
-	DefaultLogGroup        = 1001
+	DefaultIptablesChain   = firewall.DefaultIPTChain
+	DefaultLogGroup        = firewall.DefaultLogGroup
 	DefaultMaxDoors        = 10000
 	MaxMaxDoors            = 65535
 	MaxLinkHeaderLength    = 128
@@ -78,88 +71,121 @@ const (
 	maxLineLen = 64 << 10
 )
 
-// Daemon is the content of doormand.cf. The zero value is not useful; start
-// from DefaultDaemon or use ParseDaemon, which fills in the defaults.
+// Daemon is the content of doormand.cf, in two parts: what a running
+// doormand keeps until it restarts, and what a reload (SIGHUP) changes.
+// The zero value is not useful; start from DefaultDaemon or use
+// ParseDaemon, which fills in the defaults.
 type Daemon struct {
+	Restart
+	Reloadable
+}
+
+// Restart holds the settings a running doormand keeps until it restarts:
+// they shape what it set up at start (capture, firewall, replay store,
+// files, keys). Each field's tag names its keyword. Two values are
+// compared with Changed.
+type Restart struct {
 	// Interface is the network device knocks arrive on (required).
-	Interface string
+	Interface string `keyword:"interface"`
 	// Port is the UDP port knocks are sent to.
-	Port uint16
-	// WaitFor is how long a door opened for any source port waits for
-	// the first SYN (keyword waitfor, in seconds).
-	WaitFor time.Duration
-	// ConnDelay1 is how long after the SYN the connection has to become
-	// established (connection-delay-1, in microseconds).
-	ConnDelay1 time.Duration
-	// ConnDelay2 is the interval between checks that the connection still
-	// exists (connection-delay-2, in seconds).
-	ConnDelay2 time.Duration
+	Port uint16 `keyword:"port"`
 	// LinkHeaderLength overrides the link-layer header length for raw
 	// capture; -1 means not set (guess from the link type).
-	LinkHeaderLength int
-	// GuestList is the path of the guest list.
-	GuestList string
+	LinkHeaderLength int `keyword:"link-header-length"`
 	// FirewallAdd and FirewallDel are the 0.81 scripts, used when Firewall
 	// is FirewallScript; empty when not set.
-	FirewallAdd, FirewallDel string
+	FirewallAdd string `keyword:"firewall-add"`
+	FirewallDel string `keyword:"firewall-del"`
 	// HashArchive is the replay archive file. 0.81 required it; here it
 	// defaults to DefaultHashArchive.
-	HashArchive string
+	HashArchive string `keyword:"hash-archive"`
 	// HashArchiveSize is the number of knocks the replay archive holds.
-	HashArchiveSize int
+	HashArchiveSize int `keyword:"hash-archive-size"`
 	// LogFile is where the daemon logs when not in debug mode.
-	LogFile string
-	// LogLevel is the least severe level logged. 0.81 defaulted to DEBUG;
-	// this defaults to INFO. See ParseLevel for the syslog name mapping.
-	LogLevel slog.Level
+	LogFile string `keyword:"logfile"`
 	// PidFile is the daemon's pid file.
-	PidFile string
+	PidFile string `keyword:"pidfile"`
 	// FailLimit and FailDelay are parsed for 0.81 compatibility and not
 	// acted on, as in 0.81.
-	FailLimit int
-	FailDelay time.Duration
+	FailLimit int           `keyword:"fail-limit"`
+	FailDelay time.Duration `keyword:"fail-delay"`
 	// Firewall is the door back end. Default: FirewallScript when
 	// firewall-add or firewall-del is set (the 0.81 drop-in case), else
 	// FirewallNftables.
-	Firewall Firewall
-	// Capture is the capture method. Default: CaptureRaw when
-	// link-header-length is set, else CaptureNetwork.
-	Capture Capture
+	Firewall Firewall `keyword:"firewall"`
+	// Capture is the capture method. Default: capture.ModeRaw when
+	// link-header-length is set, else capture.ModeNetwork.
+	Capture capture.Mode `keyword:"capture"`
 	// NftTable is the nftables table (family inet) doorman owns.
-	NftTable string
+	NftTable string `keyword:"nft-table"`
 	// DoorMark is the packet mark doorman's rules use.
-	DoorMark uint32
+	DoorMark uint32 `keyword:"door-mark"`
 	// Protect lists the TCP ports doorman itself keeps closed (sorted,
 	// no duplicates); empty means doorman closes nothing and the
 	// administrator's own ruleset must.
-	Protect []uint16
-	// StatsInterval is how often counters are logged; 0 turns it off.
-	StatsInterval time.Duration
+	Protect []uint16 `keyword:"protect"`
 	// IptablesChain is the iptables chain doorman owns.
-	IptablesChain string
+	IptablesChain string `keyword:"iptables-chain"`
 	// LogGroup is the netfilter log group on which the kernel reports the
 	// SYNs that claim doors (keyword nft-log-group); one program per network
 	// namespace can read a group.
-	LogGroup uint16
+	LogGroup uint16 `keyword:"nft-log-group"`
+}
+
+// Reloadable holds the settings a reload (SIGHUP) applies to a running
+// doormand; open doors keep what they started with (CLASSIC-6.11). Each
+// field's tag names its keyword.
+type Reloadable struct {
+	// WaitFor is how long a door opened for any source port waits for
+	// the first SYN (keyword waitfor, in seconds).
+	WaitFor time.Duration `keyword:"waitfor"`
+	// ConnDelay1 is how long after the SYN the connection has to become
+	// established (connection-delay-1, in microseconds).
+	ConnDelay1 time.Duration `keyword:"connection-delay-1"`
+	// ConnDelay2 is the interval between checks that the connection still
+	// exists (connection-delay-2, in seconds).
+	ConnDelay2 time.Duration `keyword:"connection-delay-2"`
+	// GuestList is the path of the guest list, read again on reload.
+	GuestList string `keyword:"guestlist"`
+	// LogLevel is the least severe level logged. 0.81 defaulted to DEBUG;
+	// this defaults to INFO. See ParseLevel for the syslog name mapping.
+	LogLevel slog.Level `keyword:"loglevel"`
+	// StatsInterval is how often counters are logged; 0 turns it off.
+	StatsInterval time.Duration `keyword:"stats-interval"`
 	// MaxDoors bounds the doors open at once; a knock beyond it is refused
 	// before its digest is used.
-	MaxDoors int
-
-	// PrivateKey is the doorman's private key file for modern knocks
-	// (keyword private-key, MODERN-12.21); see LoadPrivateKey.
-	PrivateKey string
-	// Classic is whether classic knocks are accepted (keyword classic on
-	// or off): a site that has moved every guest to modern knocks turns
-	// it off (MODERN-12.20/3).
-	Classic bool
+	MaxDoors int `keyword:"max-doors"`
 	// ModernWindow is how far a modern knock's time may be from the
 	// doorman's clock, either way (modern-window, in seconds,
 	// MODERN-12.14).
-	ModernWindow time.Duration
+	ModernWindow time.Duration `keyword:"modern-window"`
 	// ModernRate and ModernBurst bound per source how many modern knocks
 	// a second, and how many at once, may cost public-key work
 	// (modern-rate, modern-burst, MODERN-12.12).
-	ModernRate, ModernBurst int
+	ModernRate  int `keyword:"modern-rate"`
+	ModernBurst int `keyword:"modern-burst"`
+	// PrivateKey is the doorman's private key file for modern knocks
+	// (keyword private-key, MODERN-12.21), read again on reload; see
+	// LoadPrivateKey.
+	PrivateKey string `keyword:"private-key"`
+	// Classic is whether classic knocks are accepted (keyword classic on
+	// or off): a site that has moved every guest to modern knocks turns
+	// it off (MODERN-12.20/3).
+	Classic bool `keyword:"classic"`
+}
+
+// Changed returns the keywords whose values differ between r and o, in
+// the order of the fields: what a reload found changed that takes effect
+// only on restart.
+func (r Restart) Changed(o Restart) []string {
+	a, b := reflect.ValueOf(r), reflect.ValueOf(o)
+	var kws []string
+	for i := range a.NumField() {
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			kws = append(kws, a.Type().Field(i).Tag.Get("keyword"))
+		}
+	}
+	return kws
 }
 
 // DefaultDaemon returns a Daemon with every default set. Interface is empty
@@ -167,32 +193,36 @@ type Daemon struct {
 // derives the second.
 func DefaultDaemon() *Daemon {
 	return &Daemon{
-		Port:             DefaultPort,
-		WaitFor:          DefaultWaitFor,
-		ConnDelay1:       DefaultConnDelay1,
-		ConnDelay2:       DefaultConnDelay2,
-		LinkHeaderLength: -1,
-		GuestList:        DefaultGuestList,
-		HashArchive:      DefaultHashArchive,
-		HashArchiveSize:  DefaultHashArchiveSize,
-		LogFile:          DefaultLogFile,
-		LogLevel:         slog.LevelInfo,
-		PidFile:          DefaultPidFile,
-		FailLimit:        DefaultFailLimit,
-		FailDelay:        DefaultFailDelay,
-		Firewall:         FirewallNftables,
-		Capture:          CaptureNetwork,
-		NftTable:         DefaultNftTable,
-		DoorMark:         DefaultDoorMark,
-		StatsInterval:    DefaultStatsInterval,
-		IptablesChain:    DefaultIptablesChain,
-		LogGroup:         DefaultLogGroup,
-		MaxDoors:         DefaultMaxDoors,
-		PrivateKey:       DefaultPrivateKeyPath,
-		Classic:          true,
-		ModernWindow:     protocol.DefaultModernWindow,
-		ModernRate:       ratelimit.DefaultRate,
-		ModernBurst:      ratelimit.DefaultBurst,
+		Restart: Restart{
+			Port:             DefaultPort,
+			LinkHeaderLength: -1,
+			HashArchive:      DefaultHashArchive,
+			HashArchiveSize:  DefaultHashArchiveSize,
+			LogFile:          DefaultLogFile,
+			PidFile:          DefaultPidFile,
+			FailLimit:        DefaultFailLimit,
+			FailDelay:        DefaultFailDelay,
+			Firewall:         FirewallNftables,
+			Capture:          capture.ModeNetwork,
+			NftTable:         DefaultNftTable,
+			DoorMark:         DefaultDoorMark,
+			IptablesChain:    DefaultIptablesChain,
+			LogGroup:         DefaultLogGroup,
+		},
+		Reloadable: Reloadable{
+			WaitFor:       DefaultWaitFor,
+			ConnDelay1:    DefaultConnDelay1,
+			ConnDelay2:    DefaultConnDelay2,
+			GuestList:     DefaultGuestList,
+			LogLevel:      slog.LevelInfo,
+			StatsInterval: DefaultStatsInterval,
+			MaxDoors:      DefaultMaxDoors,
+			ModernWindow:  protocol.DefaultModernWindow,
+			ModernRate:    ratelimit.DefaultRate,
+			ModernBurst:   ratelimit.DefaultBurst,
+			PrivateKey:    DefaultPrivateKeyPath,
+			Classic:       true,
+		},
 	}
 }
 
@@ -271,13 +301,12 @@ func keywords() map[string]keyword {
 			return "", errors.New("must be nftables, iptables or script")
 		}},
 		{"capture", func(d *Daemon, v string, _ Resolver) (string, error) {
-			c := Capture(strings.ToLower(v))
-			switch c {
-			case CaptureNetwork, CaptureRaw, CaptureSocket:
-				d.Capture = c
-				return "", nil
+			m, err := capture.ParseMode(v)
+			if err != nil {
+				return "", errors.New("must be network, raw or socket")
 			}
-			return "", errors.New("must be network, raw or socket")
+			d.Capture = m
+			return "", nil
 		}},
 		{"nft-table", func(d *Daemon, v string, _ Resolver) (string, error) {
 			if !nftName(v) {
@@ -440,8 +469,8 @@ func finishDaemon(d *Daemon, seen map[string]int, is *issues) {
 	capLine, hasCap := seen["capture"]
 	switch {
 	case !hasCap && hasLHL:
-		d.Capture = CaptureRaw
-	case hasCap && hasLHL && d.Capture != CaptureRaw:
+		d.Capture = capture.ModeRaw
+	case hasCap && hasLHL && d.Capture != capture.ModeRaw:
 		is.warn(lhlLine, "link-header-length", "", fmt.Sprintf("ignored: capture is %s (line %d), not raw", d.Capture, capLine))
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doorman-project/doorman/daemon/capture"
 )
 
 func parseD(t *testing.T, text string) (*Daemon, []Warning, error) {
@@ -57,7 +59,7 @@ func TestParseDaemonExample081(t *testing.T) {
 	want.HashArchive = "/var/lib/doorman/hash_archive"
 	want.LinkHeaderLength = 14
 	want.Firewall = FirewallScript // CLASSIC-8.5
-	want.Capture = CaptureRaw
+	want.Capture = capture.ModeRaw
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
 	}
@@ -70,16 +72,20 @@ func TestParseDaemonDefaults(t *testing.T) {
 		t.Fatalf("err %v warnings %v", err, warnings)
 	}
 	want := &Daemon{
-		Interface: "eth0", Port: 1001, WaitFor: 10 * time.Second,
-		ConnDelay1: 500 * time.Millisecond, ConnDelay2: 5 * time.Second,
-		LinkHeaderLength: -1, GuestList: "/etc/dd_guestlist",
-		HashArchive: "/var/lib/doorman/replay", HashArchiveSize: 100000,
-		LogFile: "/var/log/doorman", LogLevel: slog.LevelInfo, PidFile: "/var/run/doorman.pid",
-		FailLimit: 3, FailDelay: 60 * time.Second, Firewall: FirewallNftables, Capture: CaptureNetwork,
-		NftTable: "doorman", DoorMark: 0x00100000, StatsInterval: 300 * time.Second, IptablesChain: "DOORMAN",
-		LogGroup: 1001, MaxDoors: 10000,
-		// MODERN-12.21
-		PrivateKey: "/etc/doorman/doormand.key", Classic: true, ModernWindow: 60 * time.Second, ModernRate: 20, ModernBurst: 5,
+		Restart: Restart{
+			Interface: "eth0", Port: 1001, LinkHeaderLength: -1,
+			HashArchive: "/var/lib/doorman/replay", HashArchiveSize: 1_000_000,
+			LogFile: "/var/log/doorman", PidFile: "/var/run/doorman.pid",
+			FailLimit: 3, FailDelay: 60 * time.Second, Firewall: FirewallNftables, Capture: capture.ModeNetwork,
+			NftTable: "doorman", DoorMark: 0x00100000, IptablesChain: "DOORMAN", LogGroup: 1001,
+		},
+		Reloadable: Reloadable{
+			WaitFor: 10 * time.Second, ConnDelay1: 500 * time.Millisecond, ConnDelay2: 5 * time.Second,
+			GuestList: "/etc/dd_guestlist", LogLevel: slog.LevelInfo, StatsInterval: 300 * time.Second, MaxDoors: 10000,
+			// MODERN-12.21
+			ModernWindow: 60 * time.Second, ModernRate: 20, ModernBurst: 5,
+			PrivateKey: "/etc/doorman/doormand.key", Classic: true,
+		},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got  %+v\nwant %+v", d, want)
@@ -104,7 +110,7 @@ func TestParseDaemonKeywords(t *testing.T) {
 		{"Connection_Delay-1 1000", func(d *Daemon) bool { return d.ConnDelay1 == time.Millisecond }},
 		{"connection-delay-2 7", func(d *Daemon) bool { return d.ConnDelay2 == 7*time.Second }},
 		{"connection_delay_2 500ms", func(d *Daemon) bool { return d.ConnDelay2 == 500*time.Millisecond }},
-		{"link-header-length 0", func(d *Daemon) bool { return d.LinkHeaderLength == 0 && d.Capture == CaptureRaw }},
+		{"link-header-length 0", func(d *Daemon) bool { return d.LinkHeaderLength == 0 && d.Capture == capture.ModeRaw }},
 		{"link_header_length 128", func(d *Daemon) bool { return d.LinkHeaderLength == 128 }},
 		{"guestlist /etc/doorman/guests", func(d *Daemon) bool { return d.GuestList == "/etc/doorman/guests" }},
 		{"guestlist /etc//doorman/./guests", func(d *Daemon) bool { return d.GuestList == "/etc/doorman/guests" }},
@@ -123,9 +129,9 @@ func TestParseDaemonKeywords(t *testing.T) {
 		{"loglevel EMERG", func(d *Daemon) bool { return d.LogLevel == LevelEmerg }},
 		{"firewall iptables", func(d *Daemon) bool { return d.Firewall == FirewallIptables }},
 		{"firewall NFTABLES", func(d *Daemon) bool { return d.Firewall == FirewallNftables }},
-		{"capture socket", func(d *Daemon) bool { return d.Capture == CaptureSocket }},
-		{"capture raw", func(d *Daemon) bool { return d.Capture == CaptureRaw && d.LinkHeaderLength == -1 }},
-		{"capture network", func(d *Daemon) bool { return d.Capture == CaptureNetwork }},
+		{"capture socket", func(d *Daemon) bool { return d.Capture == capture.ModeSocket }},
+		{"capture raw", func(d *Daemon) bool { return d.Capture == capture.ModeRaw && d.LinkHeaderLength == -1 }},
+		{"capture network", func(d *Daemon) bool { return d.Capture == capture.ModeNetwork }},
 		{"nft-table knock_2", func(d *Daemon) bool { return d.NftTable == "knock_2" }},
 		{"door-mark 0x200", func(d *Daemon) bool { return d.DoorMark == 0x200 }},
 		{"door_mark 0XFFFFFFFF", func(d *Daemon) bool { return d.DoorMark == 0xffffffff }},
@@ -402,5 +408,53 @@ func TestHashArchiveSizeMinimum(t *testing.T) {
 	}
 	if d.HashArchiveSize != MinHashArchiveSize || len(warns) != 1 || !strings.Contains(warns[0].String(), "1000 used") {
 		t.Fatalf("size %d, warnings %v", d.HashArchiveSize, warns)
+	}
+}
+
+// Every setting is either restart-only or reloadable, named by its
+// keyword: the tags of Restart and Reloadable together are exactly the
+// keywords, each once (what a reload reports as needing a restart rests
+// on them).
+func TestSettingsParts(t *testing.T) {
+	seen := map[string]string{}
+	for _, part := range []reflect.Type{reflect.TypeFor[Restart](), reflect.TypeFor[Reloadable]()} {
+		for f := range part.Fields() {
+			kw := f.Tag.Get("keyword")
+			if _, ok := keywords()[kw]; !ok {
+				t.Errorf("%s.%s: keyword tag %q is no keyword", part.Name(), f.Name, kw)
+			}
+			if other, dup := seen[kw]; dup {
+				t.Errorf("keyword %s in both %s and %s", kw, other, part.Name())
+			}
+			seen[kw] = part.Name()
+		}
+	}
+	for kw := range keywords() {
+		if seen[kw] == "" {
+			t.Errorf("keyword %s is in neither Restart nor Reloadable", kw)
+		}
+	}
+	// The brief's split: what SIGHUP applies.
+	for _, kw := range []string{"waitfor", "connection-delay-1", "connection-delay-2", "guestlist", "loglevel",
+		"stats-interval", "max-doors", "modern-window", "modern-rate", "modern-burst"} {
+		if seen[kw] != "Reloadable" {
+			t.Errorf("%s is %s, want Reloadable", kw, seen[kw])
+		}
+	}
+}
+
+func TestRestartChanged(t *testing.T) {
+	a, b := DefaultDaemon().Restart, DefaultDaemon().Restart
+	if c := a.Changed(b); len(c) != 0 {
+		t.Errorf("defaults differ from themselves: %v", c)
+	}
+	a.Protect, b.Protect = []uint16{22, 80}, []uint16{22, 80}
+	if c := a.Changed(b); len(c) != 0 {
+		t.Errorf("equal protect lists differ: %v", c)
+	}
+	b.Protect = []uint16{22}
+	b.Interface, b.Capture = "eth1", capture.ModeSocket
+	if c := a.Changed(b); !reflect.DeepEqual(c, []string{"interface", "capture", "protect"}) {
+		t.Errorf("Changed = %v, want interface capture protect", c)
 	}
 }

@@ -23,7 +23,8 @@
 //     whole seconds or microseconds, and are range-checked (waitfor 1s-1h,
 //     connection-delay-1 1ms-1m, connection-delay-2 100ms-1h).
 //   - hash-archive is optional (default /var/lib/doorman/replay);
-//     hash-archive-size is limited to 1000-100000000.
+//     hash-archive-size is limited to 1000-100000000 and defaults to
+//     1000000 (protocol.DefaultReplayCapacity).
 //   - loglevel defaults to INFO, not DEBUG. The syslog names map onto
 //     log/slog levels: DEBUG, INFO, WARNING (or WARN) and ERROR are slog's
 //     own; NOTICE is Info+2, CRIT Error+4, ALERT Error+8, EMERG Error+12.
@@ -56,6 +57,17 @@
 //     An empty guest list loads with a warning.
 //   - Service names come from /etc/services, with a built-in table of
 //     common services (protocol.WellKnownPort) for systems that lack it.
+//
+// A Daemon has two parts: Reloadable, the settings a SIGHUP applies to a
+// running doormand (waitfor, the connection delays, guestlist, loglevel,
+// stats-interval, max-doors, modern-window, modern-rate, modern-burst), and
+// Restart, every other keyword, which takes effect on restart. Each field is
+// tagged with its keyword; Restart.Changed compares two Restart values and
+// names the keywords that differ.
+//
+// Defaults are defined once: the firewall's (nft-table, door-mark,
+// iptables-chain, nft-log-group) come from daemon/firewall, the replay
+// store's from protocol, the capture modes are daemon/capture's.
 //
 // Requirement IDs such as CLASSIC-9.2 in comments and tests point into
 // spec/doorman.md.

@@ -352,7 +352,7 @@ func TestIntegrationKnockPortSilent(t *testing.T) {
 				// The daemon's knock socket: the kernel then has no reason
 				// to answer whole datagrams, only fragments matter.
 				var pc net.PacketConn
-				if err := inNS(n.server, func() (err error) { pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", knockPort)); return err }); err != nil {
+				if err := n.server.Do(func() (err error) { pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", knockPort)); return err }); err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { pc.Close() })
@@ -380,7 +380,7 @@ func (n *testNet) sendRawTCP(t *testing.T, src netip.Addr, sport uint16, dst net
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, &seg); err != nil {
 		t.Fatal(err)
 	}
-	err := inNS(n.client, func() error {
+	err := n.client.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_TCP)
 		if err != nil {
 			return err
@@ -396,7 +396,7 @@ func (n *testNet) sendRawTCP(t *testing.T, src netip.Addr, sport uint16, dst net
 // sendUDP sends one datagram from the client namespace.
 func (n *testNet) sendUDP(t *testing.T, src, dst netip.Addr, port uint16, payload []byte) {
 	t.Helper()
-	err := inNS(n.client, func() error {
+	err := n.client.Do(func() error {
 		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
 		if err != nil {
 			return err
@@ -429,7 +429,7 @@ func (n *testNet) sendFirstFragment(t *testing.T, src, dst netip.Addr, port uint
 	// Fix the IP total length to what is sent, keep the UDP length lying.
 	pkt[2], pkt[3] = byte(len(pkt)>>8), byte(len(pkt))
 	pkt[10], pkt[11] = 0, 0
-	err := inNS(n.client, func() error {
+	err := n.client.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return err
@@ -447,7 +447,7 @@ func (n *testNet) sendFirstFragment(t *testing.T, src, dst netip.Addr, port uint
 func (n *testNet) icmpListener(t *testing.T) func() string {
 	t.Helper()
 	var fd int
-	if err := inNS(n.client, func() (err error) {
+	if err := n.client.Do(func() (err error) {
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK, unix.IPPROTO_ICMP)
 		return err
 	}); err != nil {
@@ -503,6 +503,7 @@ func (n *NFTables) abandon() {
 	close(st.stop)
 	st.nflog.close()
 	<-st.done
+	<-st.claims
 	st.conn.CloseLasting()
 }
 

@@ -24,7 +24,7 @@ import (
 func TestIntegrationManyDoors(t *testing.T) {
 	for _, count := range []int{1000, 20000} {
 		t.Run(fmt.Sprint(count), func(t *testing.T) {
-			n := newTestNet(t)
+			n := newSerialTestNet(t)
 			n.dropAllNFT(t, true)
 			b := NewNFTables(NFTConfig{})
 			n.start(t, b)

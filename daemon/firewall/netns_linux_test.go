@@ -5,58 +5,50 @@ package firewall
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/doorman-project/doorman/internal/netsim"
 )
 
-// Test topology, created per test and removed by t.Cleanup:
+// Test topology, an internal/netsim run per test, removed at cleanup:
 //
-//	netns dmfw-<rand>-c                      netns dmfw-<rand>-s
+//	host c (client)                          host s (server)
 //	+----------------------+                 +------------------------------+
-//	| dmfw1 198.18.0.2/24  |---- veth -------| dmfw0 198.18.0.1/24          |
-//	|       2001:db8::2/64 |                 |       2001:db8::1/64         |
+//	| eth0 198.18.1.1/24   |---- veth -------| eth0 198.18.1.2/24           |
+//	|   2001:db8:0:1::1/64 |                 |   2001:db8:0:1::2/64         |
 //	+----------------------+                 | firewall under test,         |
 //	                                         | TCP echo server on :testPort |
 //	                                         +------------------------------+
 const (
 	testPort   = 2222
-	serverIf   = "dmfw0"
-	clientIf   = "dmfw1"
 	dialOK     = 3 * time.Second        // a door that is open answers well within this
 	dialRefuse = 400 * time.Millisecond // a closed door: the SYN is dropped, the dial times out
 )
 
 type testNet struct {
-	prefix         string
-	server, client netns.NsHandle
-	serverName     string
+	server, client *netsim.Host
+	serverIf       string // the server's interface
 	srv4, cli4     netip.Addr
 	srv6, cli6     netip.Addr
 	nextPort       int
 }
 
-// requireRoot skips unless the test can create network namespaces.
+// requireRoot skips unless the test can create network namespaces and
+// run the firewall tools.
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("integration test needs root (network namespaces, firewall)")
 	}
 	for _, bin := range []string{"ip", "nft", "iptables", "ip6tables"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -65,96 +57,54 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, args ...string) string {
+// newTestNet builds the topology above. Every test gets namespaces of its
+// own, so the tests run in parallel: most of their time is spent waiting
+// for dials that must time out.
+func newTestNet(t *testing.T) *testNet {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	requireRoot(t)
+	t.Parallel()
+	return buildTestNet(t)
+}
+
+// newSerialTestNet is newTestNet for a test that must not share the
+// machine with the others (it measures).
+func newSerialTestNet(t *testing.T) *testNet {
+	t.Helper()
+	requireRoot(t)
+	return buildTestNet(t)
+}
+
+func buildTestNet(t *testing.T) *testNet {
+	t.Helper()
+	net := netsim.ForTest(t, "dmfw")
+	n := &testNet{client: net.AddHostForTest(t, "c"), server: net.AddHostForTest(t, "s")}
+	l, err := net.Link(n.client, n.server, netsim.LinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.serverIf = l.B.Name
+	n.cli4, n.cli6, n.srv4, n.srv6 = l.A.Addr4, l.A.Addr6, l.B.Addr4, l.B.Addr6
+	p, _ := rand.Int(rand.Reader, big.NewInt(20000))
+	n.nextPort = 30000 + int(p.Int64())
+	n.listen(t)
+	return n
+}
+
+// sh runs a command in the server namespace (for firewall setup and checks).
+func (n *testNet) sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := n.server.Command(t.Context(), args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
 
-func randSuffix(t *testing.T) string {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// newTestNet builds the topology above.
-func newTestNet(t *testing.T) *testNet {
-	t.Helper()
-	requireRoot(t)
-	n := &testNet{
-		prefix: "dmfw-" + randSuffix(t),
-		srv4:   netip.MustParseAddr("198.18.0.1"), cli4: netip.MustParseAddr("198.18.0.2"),
-		srv6: netip.MustParseAddr("2001:db8::1"), cli6: netip.MustParseAddr("2001:db8::2"),
-	}
-	p, _ := rand.Int(rand.Reader, big.NewInt(20000))
-	n.nextPort = 30000 + int(p.Int64())
-	n.serverName = n.prefix + "-s"
-	clientName := n.prefix + "-c"
-	for _, name := range []string{n.serverName, clientName} {
-		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-			if strings.Contains(string(out), "Operation not permitted") || errors.Is(err, os.ErrPermission) {
-				t.Skipf("cannot create network namespace (EPERM): %s", out)
-			}
-			t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	}
-	s, c := n.serverName, clientName
-	run(t, "ip", "-n", s, "link", "add", serverIf, "type", "veth", "peer", "name", clientIf, "netns", c)
-	run(t, "ip", "-n", s, "addr", "add", "198.18.0.1/24", "dev", serverIf)
-	run(t, "ip", "-n", s, "addr", "add", "2001:db8::1/64", "dev", serverIf, "nodad")
-	run(t, "ip", "-n", c, "addr", "add", "198.18.0.2/24", "dev", clientIf)
-	run(t, "ip", "-n", c, "addr", "add", "2001:db8::2/64", "dev", clientIf, "nodad")
-	for _, ns := range []string{s, c} {
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "-n", s, "link", "set", serverIf, "up")
-	run(t, "ip", "-n", c, "link", "set", clientIf, "up")
-	var err error
-	if n.server, err = netns.GetFromName(s); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.server.Close() })
-	if n.client, err = netns.GetFromName(c); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.client.Close() })
-	n.listen(t)
-	return n
-}
-
-// inNS runs fn on a fresh OS thread switched into ns. The thread is never
-// unlocked, so the runtime discards it afterwards instead of reusing a thread
-// in the wrong namespace. Sockets and child processes (iptables, scripts)
-// made by fn belong to ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// sh runs a command in the server namespace (for firewall setup and checks).
-func (n *testNet) sh(t *testing.T, args ...string) string {
-	t.Helper()
-	return run(t, append([]string{"ip", "netns", "exec", n.serverName}, args...)...)
-}
-
 // nftFile loads an nft script in the server namespace.
 func (n *testNet) nftFile(t *testing.T, script string) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.serverName, "nft", "-f", "-")
+	cmd := n.server.Command(t.Context(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nft -f: %v\n%s\n%s", err, out, script)
@@ -166,7 +116,7 @@ func (n *testNet) nftFile(t *testing.T, script string) {
 func (n *testNet) listen(t *testing.T) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNS(n.server, func() (err error) {
+	if err := n.server.Do(func() (err error) {
 		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", testPort))
 		return err
 	}); err != nil {
@@ -207,7 +157,7 @@ func (n *testNet) port() uint16 {
 // and checks that bytes echo back. It returns the open connection.
 func (n *testNet) dial(src netip.Addr, sport uint16, dst netip.Addr, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := inNS(n.client, func() error {
+	err := n.client.Do(func() error {
 		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, sport))}
 		var err error
 		c, err = d.Dial("tcp", netip.AddrPortFrom(dst, testPort).String())
@@ -311,7 +261,7 @@ var (
 func (n *testNet) do(fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return inNS(n.server, func() error { return fn(ctx) })
+	return n.server.Do(func() error { return fn(ctx) })
 }
 
 func (n *testNet) must(t *testing.T, what string, fn func(context.Context) error) {
@@ -447,7 +397,7 @@ func doorScenario(t *testing.T, n *testNet, b backend, v6, openAfterClose bool) 
 	n.mustNotConnect(t, src, n.port(), dst, "before any door")
 
 	d := door(1, src, dst, DoorArmed, 0, 10*time.Second)
-	d.Iface = serverIf
+	d.Iface = n.serverIf
 	n.apply(t, b, d)
 	in := n.dialMany(t, src, dst, []uint16{n.port(), n.port()})
 	if len(in) != 1 {

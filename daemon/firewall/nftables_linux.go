@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -52,7 +53,8 @@ type nftState struct {
 	sets   map[string]*nftables.Set
 	nflog  *nflogConn
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // closed when the upkeep routine has ended
+	claims chan struct{} // closed when the claims routine has ended (its socket is then released)
 	recon  chan struct{} // asks the upkeep routine to reconcile now
 	family [2]nftFamily
 }
@@ -78,7 +80,8 @@ func (n *NFTables) Start(ctx context.Context, notify Notify) error {
 	if err != nil {
 		return fmt.Errorf("%s: start: netlink: %w", nftBackend, err)
 	}
-	st := &nftState{conn: conn, stop: make(chan struct{}), done: make(chan struct{}), recon: make(chan struct{}, 1)}
+	st := &nftState{conn: conn, stop: make(chan struct{}), done: make(chan struct{}), claims: make(chan struct{}),
+		recon: make(chan struct{}, 1)}
 	// The log group first: if another process reads it, the table must not
 	// be replaced (it may be another doormand's).
 	if st.nflog, err = openNFLog(n.cfg.LogGroup); err != nil {
@@ -117,7 +120,7 @@ func (n *NFTables) createTable(st *nftState) error {
 	st.family = [2]nftFamily{ipv4Family(), ipv6Family()}
 	for _, f := range st.family {
 		for _, s := range f.sets(t, n.cfg) {
-			if err := c.AddSet(s, nil); err != nil {
+			if err := addSet(c, s, nil); err != nil {
 				return err
 			}
 			st.sets[s.Name] = s
@@ -142,6 +145,20 @@ func (n *NFTables) createTable(st *nftState) error {
 		}
 	}
 	return c.Flush()
+}
+
+// lastSetID numbers the sets the backends add. google/nftables numbers a
+// set without an ID from a global counter it does not lock, a data race
+// when two backends start at once (the parallel kernel tests); a set with
+// an ID skips that counter. The ID only names the set within its batch.
+var lastSetID atomic.Uint32
+
+// addSet adds s to c's batch under a fresh ID.
+func addSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
+	if s.ID == 0 {
+		s.ID = lastSetID.Add(1)
+	}
+	return c.AddSet(s, elems)
 }
 
 // addProtect queues the chain that closes the Protect ports:
@@ -171,7 +188,7 @@ func (n *NFTables) addProtect(c *nftables.Conn, t *nftables.Table) error {
 		elems = append(elems, nftables.SetElement{Key: be16pad(p)[:2]})
 	}
 	set := &nftables.Set{Table: t, Name: nftProtectSet, Constant: true, KeyType: nftables.TypeInetService}
-	if err := c.AddSet(set, elems); err != nil {
+	if err := addSet(c, set, elems); err != nil {
 		return err
 	}
 	// Policy accept: this chain only closes the listed ports; everything
@@ -486,6 +503,7 @@ func (n *NFTables) Close(ctx context.Context) error {
 	close(st.stop)
 	st.nflog.close()
 	<-st.done
+	<-st.claims
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

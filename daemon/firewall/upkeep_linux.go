@@ -22,6 +22,7 @@ var errTableGone = errors.New("doorman's nftables table was removed or damaged (
 // routineClaims forwards the kernel's claim reports until the log socket is
 // closed.
 func (n *NFTables) routineClaims(st *nftState) {
+	defer close(st.claims)
 	for {
 		claims, err := st.nflog.receive()
 		select {

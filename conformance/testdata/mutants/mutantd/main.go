@@ -48,6 +48,7 @@ import (
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/firewall"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -197,7 +198,7 @@ func run(mutant, cfgPath, eventsPath string) error {
 		defer f.Close()
 		events = f
 	}
-	svc, guests, err := daemon.LoadService(daemon.ServiceOptions{ConfigPath: cfgPath, Debug: true})
+	svc, guests, err := service.Load(service.Options{ConfigPath: cfgPath, Debug: true})
 	if err != nil {
 		return err
 	}
@@ -211,18 +212,14 @@ func run(mutant, cfgPath, eventsPath string) error {
 	if err != nil {
 		return err
 	}
-	mode, err := capture.ParseMode(string(cfg.Capture))
-	if err != nil {
-		return err
-	}
-	ccfg := capture.Config{Interface: cfg.Interface, Mode: mode, LinkHeaderLen: cfg.LinkHeaderLength,
+	ccfg := capture.Config{Interface: cfg.Interface, Mode: cfg.Capture, LinkHeaderLen: cfg.LinkHeaderLength,
 		KnockPort: cfg.Port, Logger: log, AcceptForeign: mutant == "no-dst-check"}
 	rs, err := replay.Open(cfg.HashArchive, replay.Options{Capacity: cfg.HashArchiveSize, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
-	sd, err := daemon.NewSockDiag()
+	sd, err := service.NewSockDiag()
 	if err != nil {
 		return err
 	}
