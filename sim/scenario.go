@@ -30,10 +30,32 @@ type Scenario struct {
 	Name string
 	// Description says in one line what the scenario shows.
 	Description string
+	// Tags group scenarios for `doorman-sim run --tag`: TagQuick,
+	// TagLoad, TagNetwork, TagLinktypes, TagModern.
+	Tags []string
 	// Run plays the scenario. It records steps and checks on r and returns
 	// an error only when it cannot go on (a setup failure, a failed
 	// precondition); failed checks are counted by r.
 	Run func(ctx context.Context, r *Run) error
+}
+
+// Scenario tags.
+const (
+	TagQuick     = "quick"     // a few seconds, light load: for every CI run
+	TagLoad      = "load"      // floods and crowds that print performance figures
+	TagNetwork   = "network"   // topologies: NAT, routers, lossy links
+	TagLinktypes = "linktypes" // capture on link types other than Ethernet
+	TagModern    = "modern"    // the modern protocol (spec section 12)
+)
+
+// HasTag reports whether s carries tag.
+func (s Scenario) HasTag(tag string) bool {
+	for _, t := range s.Tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // Scenarios returns the built-in scenarios in their suggested order, the
@@ -80,11 +102,31 @@ type Run struct {
 	// Artifacts is RunConfig.Artifacts: when set, the run keeps pcaps.
 	Artifacts string
 
-	mu     sync.Mutex
-	out    io.Writer
-	start  time.Time
-	failed int
-	checks int
+	mu      sync.Mutex
+	out     io.Writer
+	start   time.Time
+	failed  int
+	checks  int
+	results []CheckResult
+	figures []Figure
+	skipped string
+}
+
+// CheckResult is one check of a run: what was expected, whether it held,
+// and when (since the scenario started).
+type CheckResult struct {
+	Text string
+	OK   bool
+	At   time.Duration
+}
+
+// Figure is a measurement a scenario reports: a latency percentile, a
+// rate, a CPU share. Unit is a short unit name ("ms", "pkt/s",
+// "%core", "ns/pkt", "MB").
+type Figure struct {
+	Name  string
+	Value float64
+	Unit  string
 }
 
 // RunScenario plays s on a network of its own, writing the transcript to
@@ -157,8 +199,28 @@ func (r *Run) Check(ok bool, format string, args ...any) bool {
 		r.failed++
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(r.out, "[+%.3fs] %s %s\n", time.Since(r.start).Seconds(), verdict, fmt.Sprintf(format, args...))
+	text := fmt.Sprintf(format, args...)
+	at := time.Since(r.start)
+	r.results = append(r.results, CheckResult{Text: text, OK: ok, At: at})
+	fmt.Fprintf(r.out, "[+%.3fs] %s %s\n", at.Seconds(), verdict, text)
 	return ok
+}
+
+// Figure records a measurement and prints it in the transcript.
+func (r *Run) Figure(name string, value float64, unit string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.figures = append(r.figures, Figure{Name: name, Value: value, Unit: unit})
+	fmt.Fprintf(r.out, "[+%.3fs] FIGURE %s = %.6g %s\n", time.Since(r.start).Seconds(), name, value, unit)
+}
+
+// Skip records that the scenario cannot run here and why (a kernel
+// without a feature it needs); the scenario's Run should return at once.
+func (r *Run) Skip(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.skipped = fmt.Sprintf(format, args...)
+	fmt.Fprintf(r.out, "[+%.3fs] SKIP %s\n", time.Since(r.start).Seconds(), r.skipped)
 }
 
 // Failed reports whether any check failed so far.

@@ -26,6 +26,7 @@ func linktypesScenario() Scenario {
 	return Scenario{
 		Name:        "linktypes",
 		Description: "doormand sees knocks on Ethernet, 802.1Q-tagged frames, tun, macvlan, loopback and any; a wrong raw header length misses them",
+		Tags:        []string{TagLinktypes},
 		Run:         runLinktypes,
 	}
 }

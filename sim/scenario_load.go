@@ -37,6 +37,7 @@ func crowdScenario() Scenario {
 	return Scenario{
 		Name:        "crowd",
 		Description: fmt.Sprintf("%d clients knock at once; each gets in, only they do, with knock-to-open latency", crowdClients),
+		Tags:        []string{TagLoad},
 		Run:         runCrowd,
 	}
 }
@@ -208,6 +209,7 @@ func Flood(o FloodOptions) Scenario {
 	return Scenario{
 		Name:        "flood",
 		Description: "a junk flood at the knock port while a client knocks and connects: absorbed rate, daemon CPU, latency",
+		Tags:        []string{TagLoad},
 		Run:         func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o.Rate, o.Duration) },
 	}
 }

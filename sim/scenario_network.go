@@ -64,6 +64,7 @@ func isolationScenario() Scenario {
 	return Scenario{
 		Name:        "isolation",
 		Description: "a knock for port 2222 opens only that port and only for the knocking client",
+		Tags:        []string{TagQuick, TagNetwork},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client", "bystander")
 			if err != nil {
@@ -132,6 +133,7 @@ func natScenario() Scenario {
 	return Scenario{
 		Name:        "nat",
 		Description: "a client behind NAT gets in through the router's address, which any host behind the router shares",
+		Tags:        []string{TagQuick, TagNetwork},
 		Run: func(ctx context.Context, r *Run) error {
 			n := r.Net
 			server, err := n.AddHost("server")
@@ -243,6 +245,7 @@ func lossyScenario() Scenario {
 	return Scenario{
 		Name:        "lossy",
 		Description: "over a slow, lossy, duplicating link fresh knocks get in and duplicate knocks open one door",
+		Tags:        []string{TagNetwork},
 		Run: func(ctx context.Context, r *Run) error {
 			client, err := r.Net.AddHost("client")
 			if err != nil {
@@ -343,6 +346,7 @@ func crashScenario() Scenario {
 	return Scenario{
 		Name:        "crash",
 		Description: "after kill -9 and a restart no stale door is left and earlier knocks are still replays",
+		Tags:        []string{TagQuick},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client")
 			if err != nil {
@@ -417,6 +421,7 @@ func reloadScenario() Scenario {
 	return Scenario{
 		Name:        "reload",
 		Description: "SIGHUP loads an added guest at once and keeps the old guest list when the new one is broken",
+		Tags:        []string{TagQuick},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client", "client2")
 			if err != nil {

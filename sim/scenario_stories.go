@@ -15,6 +15,7 @@ func happyScenario() Scenario {
 	return Scenario{
 		Name:        "happy",
 		Description: "a knock opens one connection for the knocking client only, then the door closes",
+		Tags:        []string{TagQuick},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client", "bystander")
 			if err != nil {
@@ -53,6 +54,7 @@ func replayScenario() Scenario {
 	return Scenario{
 		Name:        "replay",
 		Description: "a sniffed knock is accepted once, then refused replayed from the client, spoofed from another allowed address and from a foreign one, also after a restart",
+		Tags:        []string{TagQuick},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := replayLAN(ctx, r)
 			if err != nil {
@@ -137,6 +139,7 @@ func timeoutScenario() Scenario {
 	return Scenario{
 		Name:        "timeout",
 		Description: "a door nobody uses closes after waitfor",
+		Tags:        []string{TagQuick},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client")
 			if err != nil {
