@@ -119,6 +119,8 @@ LIBDIR     ?= $(PREFIX)/lib/doorman
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/doorman
+# logrotate reads /etc/logrotate.d only: elsewhere the file is an example.
+LOGROTATEDIR ?= $(if $(filter /etc,$(SYSCONFDIR)),/etc/logrotate.d,)
 INSTALL    ?= install
 
 # The paths written in packaging/doormand.service and the shipped
@@ -144,6 +146,9 @@ install: man
 	$(SUBST) packaging/examples/doormand.cf $(CF_SUBST) >$(BIN)/doormand.cf && \
 	$(INSTALL) -m 644 README.md LICENSE $$d$(DOCDIR)/ && \
 	$(INSTALL) -m 644 $(BIN)/doormand.cf packaging/examples/guestlist packaging/examples/knockcf $$d$(DOCDIR)/examples/ && \
+	$(INSTALL) -m 644 packaging/doorman.logrotate $$d$(DOCDIR)/examples/logrotate && \
+	if [ -n '$(LOGROTATEDIR)' ]; then $(INSTALL) -d $$d$(LOGROTATEDIR) && \
+		$(INSTALL) -m 644 packaging/doorman.logrotate $$d$(LOGROTATEDIR)/doorman; fi && \
 	if [ -e $$d$(CONFDIR)/doormand.cf ]; then echo "keeping $$d$(CONFDIR)/doormand.cf"; \
 	else $(INSTALL) -m 644 $(BIN)/doormand.cf $$d$(CONFDIR)/doormand.cf; fi && \
 	if [ -e $$d$(CONFDIR)/guestlist ]; then echo "keeping $$d$(CONFDIR)/guestlist"; \
@@ -155,6 +160,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/doormand $(DESTDIR)$(BINDIR)/doorman-knock \
 		$(DESTDIR)$(LIBDIR)/iptables-add $(DESTDIR)$(LIBDIR)/iptables-del \
 		$(DESTDIR)$(UNITDIR)/doormand.service \
+		$(if $(LOGROTATEDIR),$(DESTDIR)$(LOGROTATEDIR)/doorman) \
 		$(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(p))
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBDIR)

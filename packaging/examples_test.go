@@ -96,7 +96,7 @@ func daemonKeywords(t *testing.T) []string {
 
 // exampleOnly are the doormand.cf keywords without a default value: the
 // example shows a value of the right form instead.
-var exampleOnly = []string{"interface", "link-header-length", "protect", "firewall-add", "firewall-del"}
+var exampleOnly = []string{"interface", "link-header-length", "protect", "firewall-add", "firewall-del", "logfile"}
 
 // notActedOn are the 0.81 keywords doormand reads and warns about.
 var notActedOn = []string{"fail-limit", "fail-delay"}

@@ -39,6 +39,7 @@ type e2e struct {
 	srv4, cli4 netip.Addr
 	srv6, cli6 netip.Addr
 	cliIf      string       // the client's interface
+	srvIf      string       // the server's interface, which doormand watches
 	cliNet4    netip.Prefix // the link's IPv4 subnet
 	bin        string
 	backend    string
@@ -63,8 +64,9 @@ func newE2E(t *testing.T, backend, ruleset, extraCfg string) *e2e {
 	return newE2EWith(t, backend, ruleset, extraCfg, "")
 }
 
-// newE2EWith is newE2E with more lines for the guest list.
-func newE2EWith(t *testing.T, backend, ruleset, extraCfg, extraGuests string) *e2e {
+// newE2EWith is newE2E with more lines for the guest list, and tweaks to
+// how doormand is started.
+func newE2EWith(t *testing.T, backend, ruleset, extraCfg, extraGuests string, tweaks ...func(*dt.Options)) *e2e {
 	requireTools(t)
 	n := netsim.ForTest(t, "dmd")
 	e := &e2e{t: t, bin: dt.Binaries(t), backend: backend}
@@ -86,12 +88,17 @@ func newE2EWith(t *testing.T, backend, ruleset, extraCfg, extraGuests string) *e
 		fw = fmt.Sprintf("firewall-add %s/iptables-add\nfirewall-del %s/iptables-del\n", scripts, scripts)
 	}
 	e.listen()
-	e.d, err = dt.Start(t.Context(), e.srv, dt.Options{
+	o := dt.Options{
 		Binary: filepath.Join(e.bin, "doormand"),
 		Dir:    t.TempDir(),
 		Config: dt.Config(l.B.Name, 2*time.Second, fw, extraCfg),
 		Guests: fmt.Sprintf("alice %s 2222 22 %s %s\n", secret, l.A.Prefix4, l.A.Prefix6) + extraGuests,
-	})
+	}
+	for _, tw := range tweaks {
+		tw(&o)
+	}
+	e.srvIf = l.B.Name
+	e.d, err = dt.Start(t.Context(), e.srv, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/doorman-project/doorman/daemon"
 	"github.com/doorman-project/doorman/daemon/config"
 	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/daemon/service"
@@ -103,11 +105,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	o := service.Options{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr, Stdout: stdout, Events: events}
+	o := service.Options{ConfigPath: cfgPath, Debug: debug, PidFile: pidfile, Stderr: stderr, Stdout: stdout, Events: events, Check: check}
 	if hexdump {
 		o.HexDump = stdout
 	}
 	svc, guests, err := service.Load(o)
+	if check {
+		return checkReport(svc, guests, err, cfgPath, stdout)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "doormand: %v\n", err)
 		return 1
@@ -116,9 +121,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg := svc.Config()
 
 	switch {
-	case check:
-		fmt.Fprintf(stdout, "%s: ok (%d guests, %d modern)\n", cfgPath, guests.Len(), guests.Modern())
-		return 0
 	case importArchive != "" || prune || repair:
 		// The offline tools write the store: only where nobody else can
 		// replace it, and only while no doormand holds it (replay.ErrLocked).
@@ -180,6 +182,65 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// Exit statuses of --check.
+const (
+	checkOK       = 0 // nothing needs attention
+	checkErrors   = 1 // doormand would not start, or a reload would be refused
+	checkWarnings = 3 // doormand would start, but look at the warnings
+)
+
+// checkReport prints what --check found on stdout, one finding a line
+// ("where: error|warning: what"), then a summary, and returns the exit
+// status: checkOK, checkErrors or checkWarnings.
+func checkReport(svc *service.Service, guests *daemon.Guests, loadErr error, cfgPath string, stdout io.Writer) int {
+	var fs []service.Finding
+	if loadErr != nil {
+		fs = loadFindings(loadErr, cfgPath)
+	} else {
+		defer svc.Close()
+		fs = svc.Findings()
+	}
+	errs := 0
+	for _, f := range fs {
+		fmt.Fprintln(stdout, f)
+		if f.Severity == service.Fatal {
+			errs++
+		}
+	}
+	switch {
+	case errs > 0:
+		fmt.Fprintf(stdout, "%s: %d error(s), %d warning(s): doormand would not start with these files\n", cfgPath, errs, len(fs)-errs)
+		return checkErrors
+	case len(fs) > 0:
+		fmt.Fprintf(stdout, "%s: %d warning(s): doormand would start (%d guests, %d modern); look at the warnings\n",
+			cfgPath, len(fs), guests.Len(), guests.Modern())
+		return checkWarnings
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d guests, %d modern)\n", cfgPath, guests.Len(), guests.Modern())
+	return checkOK
+}
+
+// loadFindings turns what Load refused into findings: each error of the
+// files on its own line with its file:line.
+func loadFindings(err error, cfgPath string) []service.Finding {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var fs []service.Finding
+		for _, e := range j.Unwrap() {
+			fs = append(fs, loadFindings(e, cfgPath)...)
+		}
+		return fs
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) && ce.Error() == err.Error() {
+		where := ce.File
+		if ce.Line > 0 {
+			where = fmt.Sprintf("%s:%d", ce.File, ce.Line)
+		}
+		return []service.Finding{{Severity: service.Fatal, Where: where, Msg: strings.TrimPrefix(ce.Error(), where+": ")}}
+	}
+	return []service.Finding{{Severity: service.Fatal, Where: cfgPath, Msg: err.Error()}}
 }
 
 // repairStore runs --repair-replay on one store file (the replay store or

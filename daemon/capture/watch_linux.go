@@ -42,9 +42,9 @@ type watcher struct {
 	cfg  watcherConfig
 	set  atomic.Pointer[addrSet]
 	h    *netlink.Handle
-	ns   netns.NsHandle
-	up   bool // the device was up at the last look
-	gone bool // the device was missing at the last look
+	ns   netns.NsHandle // pinned: the calling thread's, not the process's; else closed
+	up   bool           // the device was up at the last look
+	gone bool           // the device was missing at the last look
 	done chan struct{}
 
 	subDone  chan struct{}
@@ -57,14 +57,27 @@ type watcher struct {
 // namespace and keeps it current until ctx is done. Its netlink sockets
 // are opened in that namespace, also when a subscription is renewed later
 // from another thread.
+//
+// Pinning the namespace makes the netlink library switch a thread into it
+// (setns), which needs CAP_SYS_ADMIN, which the systemd unit does not
+// grant: a daemon, all of whose threads are in one namespace, never pins;
+// only tests, which open captures from threads switched into namespaces of
+// their own, do, and they have the privilege.
 func startWatcher(ctx context.Context, cfg watcherConfig) (*watcher, error) {
-	ns, err := netns.Get()
+	ns, err := threadNSIfOwn()
 	if err != nil {
-		return nil, fmt.Errorf("get the network namespace: %w", err)
+		return nil, err
 	}
-	h, err := netlink.NewHandleAt(ns)
+	var h *netlink.Handle
+	if ns.IsOpen() {
+		h, err = netlink.NewHandleAt(ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
 	if err != nil {
-		ns.Close()
+		if ns.IsOpen() {
+			ns.Close()
+		}
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
 	w := &watcher{cfg: cfg, h: h, ns: ns, up: true, done: make(chan struct{})}
@@ -82,6 +95,27 @@ func startWatcher(ctx context.Context, cfg watcherConfig) (*watcher, error) {
 	return w, nil
 }
 
+// threadNSIfOwn returns the calling thread's network namespace if it is
+// not the process's (a test's thread switched into a namespace), else a
+// closed handle.
+func threadNSIfOwn() (netns.NsHandle, error) {
+	ns, err := netns.Get()
+	if err != nil {
+		return netns.None(), fmt.Errorf("get the network namespace: %w", err)
+	}
+	proc, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		ns.Close()
+		return netns.None(), fmt.Errorf("get the process's network namespace: %w", err)
+	}
+	defer proc.Close()
+	if ns.Equal(proc) {
+		ns.Close()
+		return netns.None(), nil
+	}
+	return ns, nil
+}
+
 // subscribeBuf is the receive buffer of the subscriptions: a burst of
 // changes (containers starting) must not overflow them.
 const subscribeBuf = 1 << 20
@@ -95,14 +129,18 @@ func (w *watcher) subscribe() {
 		}
 	}
 	w.subDone = make(chan struct{})
+	var ns *netns.NsHandle // nil: the calling thread's, the process's
+	if w.ns.IsOpen() {
+		ns = &w.ns
+	}
 	w.addrs = make(chan netlink.AddrUpdate, 64)
-	if err := netlink.AddrSubscribeWithOptions(w.addrs, w.subDone, netlink.AddrSubscribeOptions{Namespace: &w.ns,
+	if err := netlink.AddrSubscribeWithOptions(w.addrs, w.subDone, netlink.AddrSubscribeOptions{Namespace: ns,
 		ErrorCallback: onErr, ReceiveBufferSize: subscribeBuf, ReceiveBufferForceSize: true}); err != nil {
 		w.cfg.log.Warn("capture: cannot subscribe to address changes, refreshing periodically", "err", err)
 		w.addrs = nil
 	}
 	w.links = make(chan netlink.LinkUpdate, 64)
-	if err := netlink.LinkSubscribeWithOptions(w.links, w.subDone, netlink.LinkSubscribeOptions{Namespace: &w.ns,
+	if err := netlink.LinkSubscribeWithOptions(w.links, w.subDone, netlink.LinkSubscribeOptions{Namespace: ns,
 		ErrorCallback: onErr, ReceiveBufferSize: subscribeBuf, ReceiveBufferForceSize: true}); err != nil {
 		w.cfg.log.Warn("capture: cannot subscribe to link changes, refreshing periodically", "err", err)
 		w.links = nil
@@ -122,7 +160,9 @@ func (w *watcher) unsubscribe() {
 func (w *watcher) stop() {
 	w.unsubscribe()
 	w.h.Close()
-	w.ns.Close()
+	if w.ns.IsOpen() {
+		w.ns.Close()
+	}
 }
 
 // drain waits for a subscription channel to be closed by its producer.

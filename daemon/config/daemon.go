@@ -101,7 +101,10 @@ type Restart struct {
 	HashArchive string `keyword:"hash-archive"`
 	// HashArchiveSize is the number of knocks the replay archive holds.
 	HashArchiveSize int `keyword:"hash-archive-size"`
-	// LogFile is where the daemon logs when not in debug mode.
+	// LogFile is where the daemon logs when not in debug mode: a file,
+	// "-" or "stderr" for standard error, or "" (keyword not given) for
+	// the default: the journal when systemd started doormand with its
+	// standard error connected to the journal, else DefaultLogFile.
 	LogFile string `keyword:"logfile"`
 	// PidFile is the daemon's pid file.
 	PidFile string `keyword:"pidfile"`
@@ -198,7 +201,6 @@ func DefaultDaemon() *Daemon {
 			LinkHeaderLength: -1,
 			HashArchive:      DefaultHashArchive,
 			HashArchiveSize:  DefaultHashArchiveSize,
-			LogFile:          DefaultLogFile,
 			PidFile:          DefaultPidFile,
 			FailLimit:        DefaultFailLimit,
 			FailDelay:        DefaultFailDelay,
@@ -272,7 +274,7 @@ func keywords() map[string]keyword {
 			d.HashArchiveSize = n
 			return "", nil
 		}},
-		{"logfile", pathKW(func(d *Daemon) *string { return &d.LogFile })},
+		{"logfile", logfileKW},
 		{"loglevel", func(d *Daemon, v string, _ Resolver) (string, error) {
 			l, ok := ParseLevel(v)
 			if !ok {
@@ -386,7 +388,8 @@ func parseDaemon(name string, r io.Reader, res Resolver) (*Daemon, []Warning, er
 	is := &issues{file: name}
 	d := DefaultDaemon()
 	kws := keywords()
-	seen := map[string]int{} // canonical keyword -> line it was last set on
+	seen := map[string]int{}    // canonical keyword -> line it was last set on
+	unknown := map[string]int{} // keyword an unknown one looks like -> its line
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLineLen)
 	line := 0
@@ -401,7 +404,12 @@ func parseDaemon(name string, r io.Reader, res Resolver) (*Daemon, []Warning, er
 		canon := normKeyword(key)
 		kw, ok := kws[canon]
 		if !ok {
-			is.warn(line, "", key, "unknown keyword, ignored")
+			msg := "unknown keyword, ignored"
+			if like := suggestKeyword(canon, kws); like != "" {
+				msg += fmt.Sprintf("; did you mean %q?", like)
+				unknown[like] = line
+			}
+			is.warn(line, "", key, msg)
 			continue
 		}
 		if len(fields) == 1 {
@@ -429,7 +437,7 @@ func parseDaemon(name string, r io.Reader, res Resolver) (*Daemon, []Warning, er
 	if err := sc.Err(); err != nil {
 		is.errorf(line+1, "", "", "cannot read: "+err.Error(), err)
 	}
-	finishDaemon(d, seen, is)
+	finishDaemon(d, seen, unknown, is)
 	if len(is.errs) > 0 {
 		return nil, is.warnings, errors.Join(is.errs...)
 	}
@@ -437,9 +445,15 @@ func parseDaemon(name string, r io.Reader, res Resolver) (*Daemon, []Warning, er
 }
 
 // finishDaemon applies the rules that involve more than one keyword.
-func finishDaemon(d *Daemon, seen map[string]int, is *issues) {
+// unknown maps a keyword to the line of an unknown one that looks like
+// it, so that a misspelled required keyword is reported on its line.
+func finishDaemon(d *Daemon, seen, unknown map[string]int, is *issues) {
 	if _, ok := seen["interface"]; !ok {
-		is.errorf(0, "interface", "", "is required: name the device knocks arrive on", nil)
+		if l, ok := unknown["interface"]; ok {
+			is.errorf(l, "interface", "", "is required: name the device knocks arrive on (this line looks like a misspelling of it)", nil)
+		} else {
+			is.errorf(0, "interface", "", "is required: name the device knocks arrive on", nil)
+		}
 	}
 	addLine, hasAdd := seen["firewall-add"]
 	delLine, hasDel := seen["firewall-del"]
@@ -648,6 +662,49 @@ func pathKW(field func(*Daemon) *string) func(*Daemon, string, Resolver) (string
 		}
 		return "", nil
 	}
+}
+
+// logfileKW is logfile: a path, or "-" or "stderr" for standard error,
+// which is neither a relative path nor cleaned.
+func logfileKW(d *Daemon, v string, res Resolver) (string, error) {
+	if v == "-" || v == "stderr" {
+		d.LogFile = v
+		return "", nil
+	}
+	return pathKW(func(d *Daemon) *string { return &d.LogFile })(d, v, res)
+}
+
+// suggestKeyword returns the keyword closest to the unknown canonical
+// keyword key, if one is within two edits (a typo), else "".
+func suggestKeyword(key string, kws map[string]keyword) string {
+	best, bestD := "", 3
+	for name := range kws {
+		if d := editDistance(key, name); d < bestD || d == bestD && name < best {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // parseInt reads a decimal integer in [lo, hi].

@@ -75,7 +75,7 @@ func TestParseDaemonDefaults(t *testing.T) {
 		Restart: Restart{
 			Interface: "eth0", Port: 1001, LinkHeaderLength: -1,
 			HashArchive: "/var/lib/doorman/replay", HashArchiveSize: 1_000_000,
-			LogFile: "/var/log/doorman", PidFile: "/var/run/doorman.pid",
+			PidFile:   "/var/run/doorman.pid",
 			FailLimit: 3, FailDelay: 60 * time.Second, Firewall: FirewallNftables, Capture: capture.ModeNetwork,
 			NftTable: "doorman", DoorMark: 0x00100000, IptablesChain: "DOORMAN", LogGroup: 1001,
 		},
@@ -308,6 +308,20 @@ func TestParseDaemonCollectsAllErrors(t *testing.T) {
 	}
 }
 
+// TestParseDaemonMisspelledRequired: a misspelled interface keyword is
+// reported on its line as the missing required one, not only as an
+// unknown keyword that --check would pass.
+func TestParseDaemonMisspelledRequired(t *testing.T) {
+	_, warnings, err := parseD(t, "# site\ninterfce eth0\n")
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 2 || e.Key != "interface" {
+		t.Fatalf("err %v, want interface required on line 2", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0].Msg, `did you mean "interface"?`) {
+		t.Fatalf("warnings %v", warnings)
+	}
+}
+
 // CLASSIC-8.2 and the other warnings.
 func TestParseDaemonWarnings(t *testing.T) {
 	tests := []struct {
@@ -315,6 +329,8 @@ func TestParseDaemonWarnings(t *testing.T) {
 		want       []string
 	}{
 		{"unknown keyword", "interface eth0\nknock-harder yes\n", []string{`doormand.cf:2: "knock-harder": unknown keyword, ignored`}},
+		{"misspelled keyword", "interface eth0\nwiatfor 5\n", []string{`doormand.cf:2: "wiatfor": unknown keyword, ignored; did you mean "waitfor"?`}},
+		{"logfile stderr", "interface eth0\nlogfile -\n", nil},
 		{"repeated keyword", "interface eth0\nport 1\nPort 2\n", []string{`doormand.cf:3: Port: also set on line 2; this later value wins`}},
 		{"fail-limit", "interface eth0\nfail-limit 5\n", []string{`doormand.cf:2: fail-limit "5": parsed but not acted on, as in Doorman 0.81`}},
 		{"fail-delay", "interface eth0\nfail-delay 30\n", []string{`doormand.cf:2: fail-delay "30": parsed but not acted on, as in Doorman 0.81`}},

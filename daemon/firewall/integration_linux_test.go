@@ -502,6 +502,9 @@ func (n *NFTables) abandon() {
 	}
 	close(st.stop)
 	st.nflog.close()
+	if st.mon != nil {
+		st.mon.Close()
+	}
 	<-st.done
 	<-st.claims
 	st.conn.CloseLasting()

@@ -53,9 +53,10 @@ type nftState struct {
 	sets   map[string]*nftables.Set
 	nflog  *nflogConn
 	stop   chan struct{}
-	done   chan struct{} // closed when the upkeep routine has ended
-	claims chan struct{} // closed when the claims routine has ended (its socket is then released)
-	recon  chan struct{} // asks the upkeep routine to reconcile now
+	done   chan struct{}     // closed when the upkeep routine has ended
+	claims chan struct{}     // closed when the claims routine has ended (its socket is then released)
+	recon  chan struct{}     // asks the upkeep routine to check the table and reconcile now
+	mon    *nftables.Monitor // reports the table's deletion; nil: the tick alone
 	family [2]nftFamily
 }
 
@@ -100,6 +101,7 @@ func (n *NFTables) Start(ctx context.Context, notify Notify) error {
 	n.blocked = map[key]Door{}
 	n.notify = notify
 	n.started = true
+	st.mon = n.watchTableDeletes(st)
 	go n.routineClaims(st)
 	go n.routineUpkeep(st)
 	n.log.Debug("table ready", "table", n.cfg.Table, "mark", fmt.Sprintf("%#08x", n.cfg.Mark),
@@ -502,6 +504,9 @@ func (n *NFTables) Close(ctx context.Context) error {
 	// The routines take mu; they must be stopped without holding it.
 	close(st.stop)
 	st.nflog.close()
+	if st.mon != nil {
+		st.mon.Close()
+	}
 	<-st.done
 	<-st.claims
 

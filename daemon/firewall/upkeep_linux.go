@@ -93,6 +93,47 @@ func (n *NFTables) noteClaim(c Claim) bool {
 	return true
 }
 
+// watchTableDeletes asks the upkeep routine to check the table as soon as
+// the kernel reports doorman's table deleted (a "flush ruleset", as
+// Debian's nftables.service does at every start or reload), rather than at
+// the next tick: with protect, every moment without the table is a moment
+// the protected ports are open. The monitor has a netlink socket of its
+// own (the lasting one carries the backend's requests and replies); if it
+// cannot be had, or fails later, the tick stands in. It ends with the
+// returned monitor's Close.
+func (n *NFTables) watchTableDeletes(st *nftState) *nftables.Monitor {
+	mc, err := nftables.New()
+	if err != nil {
+		n.log.Debug("no nftables monitor: the table is checked every tick", "err", err)
+		return nil
+	}
+	// Every event: nftables v0.3.0's Monitor filters any narrower choice
+	// with (flags&1)<<type, which drops everything but "any".
+	mon := nftables.NewMonitor(nftables.WithMonitorAction(nftables.MonitorActionAny),
+		nftables.WithMonitorObject(nftables.MonitorObjectAny))
+	events, err := mc.AddMonitor(mon)
+	if err != nil {
+		n.log.Debug("no nftables monitor: the table is checked every tick", "err", err)
+		return nil
+	}
+	go func() {
+		for ev := range events {
+			if ev.Error != nil {
+				n.log.Debug("nftables monitor ended: the table is checked every tick", "err", ev.Error)
+				continue // the library closes the channel after an error
+			}
+			if t, ok := ev.Data.(*nftables.Table); ok && ev.Type == nftables.MonitorEventTypeDelTable &&
+				t.Name == st.table.Name && t.Family == nftables.TableFamilyINet {
+				select {
+				case st.recon <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return mon
+}
+
 // routineUpkeep checks the table every Sweep, restores it when it is gone,
 // and reconciles the narrow sets with the doors now and then.
 func (n *NFTables) routineUpkeep(st *nftState) {

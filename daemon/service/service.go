@@ -34,6 +34,9 @@ type Options struct {
 	PidFile    string    // -p: overrides the config's pidfile
 	Stderr     io.Writer // where debug logs and start-up errors go
 	Stdout     io.Writer // where "--events -" writes
+	// Check is --check: Load logs nothing and creates nothing; the caller
+	// prints Findings.
+	Check bool
 	// Events, if set, is a file the events (daemon.Event, as JSON lines)
 	// are appended to; "-" = Stdout.
 	Events string
@@ -45,7 +48,8 @@ type Service struct {
 	opts    Options
 	cfg     *config.Daemon
 	log     *slog.Logger
-	logFile *os.File
+	logFile *reopener // nil unless the log is a file
+	warns   []config.Warning
 	level   *slog.LevelVar
 	events  *eventWriter
 	opener  *protocol.Opener   // the private key for modern knocks; nil = none
@@ -69,6 +73,7 @@ func Load(o Options) (*Service, *daemon.Guests, error) {
 	if err := s.setupLog(); err != nil {
 		return nil, nil, err
 	}
+	s.warns = warns
 	for _, w := range warns {
 		s.log.Warn("config: " + w.String())
 	}
@@ -90,28 +95,6 @@ func (s *Service) Config() *config.Daemon { return s.cfg }
 // Logger returns the service's logger.
 func (s *Service) Logger() *slog.Logger { return s.log }
 
-func (s *Service) setupLog() error {
-	if s.opts.Debug || s.cfg.LogFile == "-" || s.cfg.LogFile == "stderr" {
-		s.level.Set(s.cfg.LogLevel)
-		if s.opts.Debug {
-			s.level.Set(slog.LevelDebug)
-		}
-		s.log = slog.New(slog.NewTextHandler(s.opts.Stderr, &slog.HandlerOptions{Level: s.level, ReplaceAttr: syslogLevels}))
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(s.cfg.LogFile), 0o755); err != nil {
-		return fmt.Errorf("logfile %s: %w", s.cfg.LogFile, err)
-	}
-	f, err := openStateFile(s.cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
-	if err != nil {
-		return fmt.Errorf("logfile %s: %w", s.cfg.LogFile, err)
-	}
-	s.logFile = f
-	s.level.Set(s.cfg.LogLevel)
-	s.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: s.level, ReplaceAttr: syslogLevels}))
-	return nil
-}
-
 // openStateFile opens a file the daemon writes as root: only in a
 // directory no other user can write, never through a symbolic link (an
 // attacker's link would make root write wherever it points), and only a
@@ -130,6 +113,9 @@ func (s *Service) loadGuests() (*daemon.Guests, error) {
 	}
 	for _, w := range warns {
 		s.log.Warn("guest list: " + w.String())
+	}
+	if s.opts.Check {
+		s.warns = append(s.warns, warns...)
 	}
 	return daemon.NewGuests(list), nil
 }
@@ -196,11 +182,7 @@ func (s *Service) captureConfig() capture.Config {
 // the replay store and the capture; "ready" only once all of it is in
 // place. It reloads on SIGHUP and logs counters on SIGUSR1.
 func (s *Service) Run(ctx context.Context, guests *daemon.Guests) error {
-	pidPath := s.cfg.PidFile
-	if s.opts.PidFile != "" {
-		pidPath = s.opts.PidFile
-	}
-	release, err := TakePidFile(pidPath, s.log)
+	release, err := TakePidFile(s.pidPath(), s.log)
 	if err != nil {
 		return err
 	}
@@ -259,6 +241,7 @@ func (s *Service) Run(ctx context.Context, guests *daemon.Guests) error {
 				s.log.Info("doormand started", "interface", s.cfg.Interface, "port", s.cfg.Port, "capture", ccfg.Mode.String(),
 					"link_type", src.LinkType(), "link_header_length", src.LinkHeaderLen(), "firewall", string(s.cfg.Firewall),
 					"guests", guests.Len(), "modern_guests", guests.Modern(), "replay_digests", store.Len(), "replay_capacity", store.Cap())
+				s.notifyReady("serving: knocks on %s port %d, %s firewall, %d guests", s.cfg.Interface, s.cfg.Port, s.cfg.Firewall, guests.Len())
 			}
 			s.emit(ev)
 		}})
@@ -275,6 +258,7 @@ func (s *Service) Run(ctx context.Context, guests *daemon.Guests) error {
 		for {
 			select {
 			case <-runCtx.Done():
+				s.notify("STOPPING=1")
 				return
 			case v := <-sig:
 				if v == syscall.SIGUSR1 {
@@ -304,9 +288,18 @@ func (s *Service) emit(ev daemon.Event) {
 // change; restart-only ones that differ are reported and kept until a
 // restart.
 func (s *Service) reload(eng *daemon.Engine) {
+	s.notifyReloading()
+	// The log first, whatever becomes of the rest: logrotate renamed it
+	// and sent the HUP.
+	if s.logFile != nil {
+		if err := s.logFile.reopen(); err != nil {
+			s.log.Error("cannot reopen the log file: still writing to the old one", "err", err)
+		}
+	}
 	fail := func(msg string, err error) {
 		s.log.Error(msg, "err", err)
 		s.emit(daemon.Event{Time: time.Now(), Kind: daemon.EventReload, Err: err.Error()})
+		s.notify("READY=1", "STATUS="+oneLine(reloadFailedStatus(err)))
 	}
 	cfg, warns, err := config.LoadDaemon(s.opts.ConfigPath, !s.opts.Debug)
 	if err != nil {
@@ -343,6 +336,8 @@ func (s *Service) reload(eng *daemon.Engine) {
 	eng.Reload(s.settings(), guests)
 	s.warnBlockers()
 	s.log.Info("reloaded", "guests", guests.Len())
+	s.notifyReady("serving: knocks on %s port %d, %s firewall, %d guests; reloaded at %s",
+		s.cfg.Interface, s.cfg.Port, s.cfg.Firewall, guests.Len(), time.Now().Format(time.TimeOnly))
 	s.emit(daemon.Event{Time: time.Now(), Kind: daemon.EventReload})
 }
 
@@ -493,14 +488,3 @@ func alive(pid int) bool {
 
 // pfKThread is the kernel's PF_KTHREAD task flag (field 9 of /proc/PID/stat).
 const pfKThread = 0x00200000
-
-// syslogLevels prints the levels with their syslog names, as 0.81's log
-// did (NOTICE for accepted knocks and closed doors, CRIT and above).
-func syslogLevels(groups []string, a slog.Attr) slog.Attr {
-	if a.Key == slog.LevelKey && len(groups) == 0 {
-		if l, ok := a.Value.Any().(slog.Level); ok {
-			a.Value = slog.StringValue(config.LevelName(l))
-		}
-	}
-	return a
-}

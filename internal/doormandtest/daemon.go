@@ -61,6 +61,12 @@ type Options struct {
 	Guests string
 	// HexDump runs doormand with -X; what it prints is in Dir/hexdump.txt.
 	HexDump bool
+	// Wrap, if set, is a program and its arguments that run doormand
+	// (appended as the last arguments), such as setpriv with the systemd
+	// unit's capabilities.
+	Wrap []string
+	// Env is added to doormand's environment (NOTIFY_SOCKET=...).
+	Env []string
 	// ReadyWithin bounds the wait for the ready event; 0 means 10 s.
 	ReadyWithin time.Duration
 }
@@ -146,8 +152,15 @@ func (d *Daemon) Restart(ctx context.Context) error {
 		}
 	}
 	// The process outlives ctx, which bounds only the start.
-	cmd := d.host.Command(context.Background(), d.opts.Binary, args...)
+	name := d.opts.Binary
+	if len(d.opts.Wrap) > 0 {
+		name, args = d.opts.Wrap[0], append(append(d.opts.Wrap[1:len(d.opts.Wrap):len(d.opts.Wrap)], d.opts.Binary), args...)
+	}
+	cmd := d.host.Command(context.Background(), name, args...)
 	cmd.Stdout, cmd.Stderr = out, logf
+	if len(d.opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), d.opts.Env...)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		out.Close()
