@@ -294,7 +294,7 @@ var partly = map[string]string{
 	"MODERN-12.11":   "the order shows on the wire only where it changes the outcome: knocks with a right mac1 that do not decrypt use up their source's budget (step 4 before 5), and knocks refused at any step leave the guest's time alone (step 12 last); the reasons are counters and logs",
 	"MODERN-12.12":   "the bound on the sources tracked at once needs a flood from more addresses than the topology has",
 	"MODERN-12.14":   "the skew in the log record is log content",
-	"MODERN-12.15":   "a packet source that is an IPv4-mapped IPv6 address is not sent",
+	"MODERN-12.15":   "an IPv4-mapped packet source is not sent: CLASSIC-4.3/2 drops such an IPv6 packet before any check (the rule matters where knocks come from a dual-stack socket)",
 	"MODERN-12.17/2": "a crash at one point only (SIGKILL after the door opened); durability against power loss needs a power loss",
 	"MODERN-12.19":   "counting, log levels and rate-bounded logging are internal or log content; constant-time mac1 comparison cannot be observed",
 	"MODERN-12.20/1": "that the report names the file, the line and the text is a message",
