@@ -152,3 +152,34 @@ func TestNewKeyPairClamped(t *testing.T) {
 		t.Error("public key does not follow from the private key")
 	}
 }
+
+// FuzzOpenModern: whatever a knocker under test sends, opening it and
+// judging its request neither panics nor opens a datagram of another
+// length, and the knock it was seeded with opens to its sender.
+func FuzzOpenModern(f *testing.F) {
+	server := newKeyPair()
+	client := newKeyPair()
+	good, err := sealSpec{client: client, server: server.pub, ephemeral: newKeyPair().priv,
+		request: newRequest(1, 22, netip.MustParseAddr("198.18.0.2"), 0).bytes()}.seal(server.pub)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:100])
+	f.Add([]byte{modernMagic, modernTypeKnock})
+	f.Fuzz(func(t *testing.T, d []byte) {
+		key, req, err := openModern(server, d)
+		if err != nil {
+			return
+		}
+		if len(d) != modernKnockLen || bytes.Equal(d, good) && key != client.pub {
+			t.Fatalf("opened %d bytes to %x", len(d), key)
+		}
+		r, err := parseRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = r.check()
+		_ = r.Source()
+	})
+}
