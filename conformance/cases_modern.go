@@ -92,8 +92,8 @@ func modernCases() []*Case {
 		{ID: "12.12/per-source-rate", Requirement: "MODERN-12.12", Level: "MUST", Target: TargetDaemon,
 			Also:      []string{"MODERN-12.11", "MODERN-12.21"},
 			Configure: func(m *Model) { m.ModernRate, m.ModernBurst = rateCaseRate, rateCaseBurst },
-			Description: fmt.Sprintf("with modern-rate %d and modern-burst %d: %d knocks from one address at once open theirs, "+
-				"one more opens nothing; a flood of knocks with a right mac1 that do not decrypt from one IPv6 address leaves "+
+			Description: fmt.Sprintf("with modern-rate %d and modern-burst %d: %d knocks from one address within half a second "+
+				"open theirs, one more right after them opens nothing; a flood of knocks with a right mac1 that do not decrypt from one IPv6 address leaves "+
 				"another address of its /64 refused, while a knock from another address opens during the flood; after a "+
 				"refill the first address gets in again", rateCaseRate, rateCaseBurst, rateCaseBurst),
 			Timeout: 45 * time.Second, Run: runRateLimit},
@@ -133,6 +133,12 @@ func modernCases() []*Case {
 	}
 }
 
+// knockGap separates knocks of one guest whose order matters: a doorman
+// may verify knocks in parallel and decide them out of order
+// (MODERN-12.11/2), so that of two knocks sent at once the earlier may be
+// refused as stale (MODERN-12.17/1).
+const knockGap = 60 * time.Millisecond
+
 // pace is the interval that keeps a source's knocks within the model's
 // rate limit, with a margin: knocks that reach the public-key work must
 // not be refused for rate, or a case would not test what it says.
@@ -141,7 +147,7 @@ func (e *Env) pace() time.Duration {
 	if r <= 0 {
 		r = 20
 	}
-	return 3 * time.Second / time.Duration(2*r)
+	return max(knockGap, 3*time.Second/time.Duration(2*r))
 }
 
 func (e *Env) rejectParams(port int, src netip.Addr) rejectParams {
@@ -153,7 +159,8 @@ func (e *Env) rejectParams(port int, src netip.Addr) rejectParams {
 }
 
 // sendRejects sends the vectors from v, each rebuilt for port(i), paced so
-// that those that reach the public-key work stay within the rate limit.
+// that those that reach the public-key work stay within the rate limit
+// and that a doorman that wrongly accepts several decides them in order.
 func (e *Env) sendRejects(v via, vs []ModernReject, port func(i int) int) error {
 	for i, x := range vs {
 		var d []byte
@@ -169,7 +176,7 @@ func (e *Env) sendRejects(v via, vs []ModernReject, port func(i int) int) error 
 			d = b
 			e.Logf("reject vector %s has no recipe in the suite: sent as it is", x.Name)
 		}
-		if x.reachesNoise() {
+		if i > 0 {
 			time.Sleep(e.pace())
 		}
 		if err := e.sendRaw(v, d); err != nil {
@@ -299,6 +306,7 @@ func runTimeWindow(e *Env) error {
 	var ps []probe
 	for i, k := range knocks {
 		k.m.port = probePorts[i]
+		time.Sleep(knockGap)
 		if _, err := e.sendModern(c, k.m); err != nil {
 			return err
 		}
@@ -431,11 +439,11 @@ func runPinnedPort(e *Env) error {
 	return nil
 }
 
-// Rate limit of 12.12/per-source-rate: low, so that a refill takes long
-// enough to be told from none, and a burst above the default (5), so
-// that a doorman that ignores modern-burst shows it.
+// Rate limit of 12.12/per-source-rate: one knock a second, so that a
+// refill takes long enough to be told from none, and a burst above the
+// default (5), so that a doorman that ignores modern-burst shows it.
 const (
-	rateCaseRate  = 2
+	rateCaseRate  = 1
 	rateCaseBurst = 8
 	floodSize     = 2000
 )
@@ -444,18 +452,24 @@ func runRateLimit(e *Env) error {
 	t := e.Topo
 	a, b := from4(t.Client), from4(t.Client2)
 	// A burst from one address: rateCaseBurst knocks open theirs, one
-	// more does not.
+	// more does not. The knocks take turns between carol and dave and
+	// keep knockGap apart, so that none is stale: the rate limit is per
+	// address, the time per guest.
+	guests := []*keyPair{e.guestKey(modernCarol), e.guestKey(modernDave)}
 	var ps []probe
 	for i := range rateCaseBurst {
-		if _, err := e.sendModern(a, mk{port: probePorts[i]}); err != nil {
+		if _, err := e.sendModern(a, mk{port: probePorts[i], from: guests[i%2]}); err != nil {
 			return err
 		}
+		time.Sleep(knockGap)
 		ps = append(ps, probe{v: a, port: probePorts[i], open: true, why: fmt.Sprintf("knock %d of a burst of %d", i+1, rateCaseBurst)})
 	}
-	if _, err := e.sendModern(a, mk{port: portA}); err != nil {
+	if _, err := e.sendModern(a, mk{port: portA, from: guests[rateCaseBurst%2]}); err != nil {
 		return err
 	}
-	ps = append(ps, probe{v: a, port: portA, why: fmt.Sprintf("a knock right after a burst of %d from the same address", rateCaseBurst)})
+	burst := time.Duration(rateCaseBurst) * knockGap
+	ps = append(ps, probe{v: a, port: portA,
+		why: fmt.Sprintf("a knock %v after the first of a burst of %d from the same address", burst, rateCaseBurst)})
 	// A flood of knocks that pass mac1 and do not decrypt, from the first
 	// client's IPv6 address: they use up the budget of its /64, which the
 	// second client's IPv6 address shares; the second client's IPv4
@@ -473,11 +487,11 @@ func runRateLimit(e *Env) error {
 		}
 		flood <- err
 	}()
-	if _, err := e.sendModern(from6(t.Client2), mk{port: portB}); err != nil {
+	time.Sleep(knockGap)
+	if _, err := e.sendModern(from6(t.Client2), mk{port: portB, from: guests[0]}); err != nil {
 		return err
 	}
-	time.Sleep(20 * time.Millisecond)
-	if _, err := e.sendModern(b, mk{port: portB}); err != nil {
+	if _, err := e.sendModern(b, mk{port: portB, from: guests[1]}); err != nil {
 		return err
 	}
 	ps = append(ps,
@@ -488,14 +502,14 @@ func runRateLimit(e *Env) error {
 	if err != nil {
 		return err
 	}
-	// After a refill (1/rate), the first address gets in again: a rate,
-	// not a ban.
-	time.Sleep(time.Second/rateCaseRate + 100*time.Millisecond)
+	// After a refill, the first address gets in again: a rate, not a ban.
+	refill := time.Second/rateCaseRate + 100*time.Millisecond
+	time.Sleep(refill)
 	if _, err := e.sendModern(a, mk{port: portA}); err != nil {
 		return err
 	}
 	time.Sleep(settle)
-	return e.probeAll(probe{v: a, port: portA, open: true, why: fmt.Sprintf("a knock %v after the burst", time.Second/rateCaseRate+100*time.Millisecond)})
+	return e.probeAll(probe{v: a, port: portA, open: true, why: fmt.Sprintf("a knock more than %v after the burst", refill)})
 }
 
 func runModernSilence(e *Env) error {

@@ -265,7 +265,7 @@ var mutants = []mutant{
 	{mutant: "modern-source", mustFail: []string{"12.15/raced-from-another-address"}, detail: []string{"raced from"},
 		mustPass: []string{"12.15/as-seen"}},
 	{mutant: "modern-pin", mustFail: []string{"12.18/pinned-source-port"}},
-	{mutant: "modern-rate", mustFail: []string{"12.12/per-source-rate"}, detail: []string{"right after a burst", "/64"}},
+	{mutant: "modern-rate", mustFail: []string{"12.12/per-source-rate"}, detail: []string{"after the first of a burst", "/64"}},
 	{mutant: "modern-mac1", mustFail: []string{"12.8/reject-vectors"}, detail: []string{"tamper-mac1-first", "tamper-mac1-last", "mac1-zero"},
 		notDetail: []string{"tamper-request-remac", "ephemeral-zero", "port-zero", "made-for-server-b"}},
 }

@@ -126,8 +126,9 @@ const (
 	// character of the name alphabet that is not a letter or digit.
 	groupSpecials = `g!@$%^&*()_-+=|\[]{};:'"<>,?/`
 	groupHostBits = "hostbits"
-	// Modern guests: carol may open what alice may, from where alice
-	// may; dave portA and portB (the guest a reload removes).
+	// Modern guests: carol and dave may open what alice may, from where
+	// alice may; a reload removes dave, and a burst takes turns between
+	// them (the time of the last knock is per guest).
 	modernCarol = "carol"
 	modernDave  = "dave"
 )
@@ -188,7 +189,7 @@ func (t *Topology) model(workDir string) Model {
 		PrivateKeyFile: filepath.Join(workDir, "doorman.key"),
 		ModernGuests: []ModernGuest{
 			{Name: modernCarol, PublicKey: keyText(keys.guests[modernCarol].pub), Ports: append([]int{portA, portB}, probePorts...), Networks: nets},
-			{Name: modernDave, PublicKey: keyText(keys.guests[modernDave].pub), Ports: []int{portA, portB}, Networks: nets},
+			{Name: modernDave, PublicKey: keyText(keys.guests[modernDave].pub), Ports: append([]int{portA, portB}, probePorts...), Networks: nets},
 		},
 		ModernWindow: modernWindowSec, ModernRate: modernRate, ModernBurst: modernBurst,
 		keys: keys,
