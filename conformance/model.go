@@ -136,7 +136,7 @@ const (
 // probePorts are more ports alice may open, one per datagram a case
 // proves was not considered, so that their checks run at once.
 var probePorts = func() []int {
-	ps := make([]int, 12)
+	ps := make([]int, 24)
 	for i := range ps {
 		ps[i] = 2230 + i
 	}
