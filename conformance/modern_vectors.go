@@ -38,17 +38,6 @@ type ModernReject struct {
 	Error       string `json:"error"`
 }
 
-// reachesNoise reports whether the vector passes the cheap checks
-// (MODERN-12.11 steps 2 and 3), so that it costs the doorman public-key
-// work and counts against its source's rate limit (MODERN-12.12).
-func (v ModernReject) reachesNoise() bool {
-	switch v.Error {
-	case "length", "not-modern", "type", "mac1":
-		return false
-	}
-	return true
-}
-
 // LoadModernVectors reads a modern.json file.
 func LoadModernVectors(path string) (*ModernVectors, error) {
 	b, err := os.ReadFile(path)
