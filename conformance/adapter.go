@@ -35,9 +35,9 @@ type FileTemplate struct {
 
 // Adapter describes how to run one implementation. It is read from TOML;
 // conformance/README.md is the reference for every key. Every string in
-// Files, Reset, Preamble, Start, Events, Knock and DryRun is a
-// text/template rendered from a Model (daemon) or KnockData (client), with
-// the functions `bin NAME` (the absolute path of a required program),
+// Files, Reset, Preamble, Start, Events, Knock, DryRun, ModernKnock, Keygen
+// and Pubkey is a text/template rendered from a Model (daemon) or
+// KnockData (client), with the functions `bin NAME` (the absolute path of a required program),
 // `join LIST SEP` and `json VALUE`.
 type Adapter struct {
 	Name        string `toml:"name"`
@@ -75,9 +75,19 @@ type Adapter struct {
 	// Client adapters.
 	Knock  []string `toml:"knock"`   // client ns: send one knock
 	DryRun []string `toml:"dry_run"` // print the payload for a fixed tag (optional)
+	// The modern protocol (optional; without them the modern client
+	// cases are unsupported): ModernKnock sends one modern knock to a
+	// host with a server record, Keygen writes a new private key to
+	// {{.KeyFile}} and prints its public key, Pubkey prints the public
+	// key of {{.KeyFile}}.
+	ModernKnock []string `toml:"modern_knock"`
+	Keygen      []string `toml:"keygen"`
+	Pubkey      []string `toml:"pubkey"`
 
 	// Unsupported maps case IDs to the reason the implementation does not
-	// support them (a documented gap, not a failure).
+	// support them (a documented gap, not a failure). A key ending in "*"
+	// names every case whose ID starts with what comes before it ("12.*":
+	// the modern protocol).
 	Unsupported map[string]string `toml:"unsupported"`
 
 	// SearchPath lists directories searched before $PATH for Requires.
@@ -134,6 +144,12 @@ func (a *Adapter) validate() error {
 		if len(a.Start) == 0 {
 			return errors.New("daemon adapter needs start")
 		}
+		for key, set := range map[string]bool{"knock": len(a.Knock) > 0, "dry_run": len(a.DryRun) > 0,
+			"modern_knock": len(a.ModernKnock) > 0, "keygen": len(a.Keygen) > 0, "pubkey": len(a.Pubkey) > 0} {
+			if set {
+				return fmt.Errorf("%s is a client key; this is a daemon adapter", key)
+			}
+		}
 		if _, err := parseSignal(a.StopSignal); err != nil {
 			return fmt.Errorf("stop_signal: %w", err)
 		}
@@ -165,6 +181,9 @@ func (a *Adapter) validate() error {
 	case KindClient:
 		if len(a.Knock) == 0 {
 			return errors.New("client adapter needs knock")
+		}
+		if (len(a.Keygen) > 0) != (len(a.Pubkey) > 0) {
+			return errors.New("keygen and pubkey go together: set both or neither")
 		}
 		for key, set := range map[string]bool{"start": len(a.Start) > 0, "preamble": len(a.Preamble) > 0,
 			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != ""} {
@@ -219,6 +238,21 @@ func (a *Adapter) lookPath(name string) (string, error) {
 		return "", err
 	}
 	return filepath.Abs(p)
+}
+
+// unsupported returns the reason the adapter gives for not supporting
+// case id: its own entry, else the longest "prefix*" entry that matches.
+func (a *Adapter) unsupported(id string) (string, bool) {
+	if why, ok := a.Unsupported[id]; ok {
+		return why, true
+	}
+	best, why := -1, ""
+	for k, v := range a.Unsupported {
+		if p, ok := strings.CutSuffix(k, "*"); ok && strings.HasPrefix(id, p) && len(p) > best {
+			best, why = len(p), v
+		}
+	}
+	return why, best >= 0
 }
 
 // Missing returns the first required program that is not installed, or "".

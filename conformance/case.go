@@ -23,6 +23,12 @@ type Case struct {
 	// firewall accepts everything (after reset), so only what the
 	// implementation itself sets up stands between the wire and the host.
 	OpenHost bool
+	// Configure, if set, changes the case's model before the daemon
+	// first starts (a setting of the case's own, such as classic off).
+	Configure func(*Model)
+	// NoStart leaves the first start to Run: for a case that checks a
+	// start which must fail.
+	NoStart bool
 	// Prepare, if set, runs after the adapter's files are written and
 	// before the daemon starts (e.g. to plant a 0.81 hash archive).
 	Prepare func(*Env) error
@@ -104,6 +110,8 @@ func Cases() []*Case {
 	cs = append(cs, doorCases()...)
 	cs = append(cs, reloadCases()...)
 	cs = append(cs, guestListCases()...)
+	cs = append(cs, modernCases()...)
 	cs = append(cs, clientCases()...)
+	cs = append(cs, modernClientCases()...)
 	return cs
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,6 +23,17 @@ type KnockData struct {
 	KnockPort int
 	Tag       uint32 // dry-run only
 	WorkDir   string // where the adapter's files are rendered
+
+	// The modern protocol (modern_knock, keygen, pubkey): ServerKey is
+	// the doorman's public key for a server record ("" for a classic
+	// knock), KeyFile the knocker's private key file, Source the source
+	// record to write ("" leaves the default).
+	ServerKey string
+	KeyFile   string
+	Source    string
+
+	key     *keyPair    // written to KeyFile before the command runs
+	keyMode os.FileMode // its mode; 0 = 0600
 }
 
 // Cases for the knocker (sections 2, 3 and 11).
@@ -63,6 +75,21 @@ func (e *Env) runClient(argvT []string, d KnockData, ns string) (string, error) 
 	}
 	defer os.RemoveAll(dir)
 	d.WorkDir = dir
+	if d.KeyFile == "" {
+		d.KeyFile = filepath.Join(dir, "knock.key")
+	}
+	if d.key != nil {
+		mode := d.keyMode
+		if mode == 0 {
+			mode = 0o600
+		}
+		if err := os.WriteFile(d.KeyFile, []byte(keyText(d.key.priv)+"\n"), mode); err != nil {
+			return "", setupErr(err)
+		}
+		if err := os.Chmod(d.KeyFile, mode); err != nil {
+			return "", setupErr(err)
+		}
+	}
 	if err := a.writeFiles(dir, d); err != nil {
 		return "", err
 	}

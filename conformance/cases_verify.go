@@ -95,19 +95,29 @@ func (s *sniffer) count() int {
 }
 
 func runSilence(e *Env) error {
-	c := e.Topo.Client
+	valid := knockFor(portA)
+	payloads := []string{valid, valid, classicPayload(portA, "alice", randomTag(), "wrong"),
+		classicPayload(portA, "mallory", randomTag(), secretA), classicPayload(portOther, "alice", randomTag(), secretA)}
+	payloads = append(payloads, junkPayloads(20)...)
+	bs := make([][]byte, len(payloads))
+	for i, p := range payloads {
+		bs[i] = []byte(p)
+	}
+	return e.silent(e.Topo.Client, bs)
+}
+
+// silent sends the payloads from h, each from a socket of its own, and
+// checks that nothing came back: no ICMP error and no datagram to their
+// source ports (CLASSIC-4.2).
+func (e *Env) silent(c Host, payloads [][]byte) error {
 	sn, err := startSniffer(c)
 	if err != nil {
 		return setupErr(err)
 	}
 	ports := map[int]bool{}
-	valid := knockFor(portA)
-	payloads := []string{valid, valid, classicPayload(portA, "alice", randomTag(), "wrong"),
-		classicPayload(portA, "mallory", randomTag(), secretA), classicPayload(portOther, "alice", randomTag(), secretA)}
-	payloads = append(payloads, junkPayloads(20)...)
 	var sendErr error
 	for _, p := range payloads {
-		sp, err := e.knock(c, p)
+		sp, err := udpSend(c, e.server(), knockPort, p)
 		if err != nil {
 			sendErr = err
 			break

@@ -126,6 +126,9 @@ func (e *Env) StartDaemon(fresh bool) error {
 		if err := a.writeFiles(e.model.WorkDir, e.model); err != nil {
 			return err
 		}
+		if err := writeKeyFile(e.model); err != nil {
+			return err
+		}
 		if !e.openHost {
 			if err := e.runCommands("preamble", a.Preamble); err != nil {
 				return err
@@ -223,6 +226,23 @@ func (e *Env) readEvents(d *daemonProc) ([]Event, error) {
 	return parseEvents(b), nil
 }
 
+// writeKeyFile writes the doorman's private key to m.PrivateKeyFile in
+// the key file form of MODERN-12.2, mode 0600; with no PrivateKey (a case
+// of a missing key) it writes nothing.
+func writeKeyFile(m Model) error {
+	if m.PrivateKey == "" || m.PrivateKeyFile == "" {
+		return nil
+	}
+	body := "# the doorman's private key, written by doorman-conformance\n" + m.PrivateKey + "\n"
+	if err := os.WriteFile(m.PrivateKeyFile, []byte(body), 0o600); err != nil {
+		return setupErr(err)
+	}
+	return setupErr(os.Chmod(m.PrivateKeyFile, 0o600))
+}
+
+// errExited says that the daemon exited while the suite waited for it.
+var errExited = errors.New("daemon exited")
+
 // waitFor polls until ok says so, the daemon exits, or timeout passes;
 // what describes the awaited thing in errors.
 func (e *Env) waitFor(d *daemonProc, timeout time.Duration, what string, ok func() (bool, error)) error {
@@ -239,7 +259,7 @@ func (e *Env) waitFor(d *daemonProc, timeout time.Duration, what string, ok func
 		}
 		select {
 		case <-d.done:
-			return fmt.Errorf("daemon exited before %s (%v); log:\n%s", what, d.err, tail(d.log.String(), 2000))
+			return fmt.Errorf("%w before %s (%v); log:\n%s", errExited, what, d.err, tail(d.log.String(), 2000))
 		case <-deadline:
 			return fmt.Errorf("no %s within %v; log:\n%s", what, timeout, tail(d.log.String(), 2000))
 		case <-tick.C:
@@ -278,7 +298,7 @@ func (e *Env) waitReady(d *daemonProc) error {
 	select {
 	case <-d.done:
 		e.daemon = nil
-		return fmt.Errorf("daemon exited at start (%v); log:\n%s", d.err, tail(d.log.String(), 2000))
+		return fmt.Errorf("%w at start (%v); log:\n%s", errExited, d.err, tail(d.log.String(), 2000))
 	default:
 	}
 	return nil
@@ -368,6 +388,9 @@ func (e *Env) ReloadDaemon(m Model) error {
 		return setupErr(err)
 	}
 	if err := a.writeFiles(m.WorkDir, m); err != nil {
+		return err
+	}
+	if err := writeKeyFile(m); err != nil {
 		return err
 	}
 	e.model = m

@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package conformance is a black-box conformance suite for the Doorman
-// classic protocol (spec/doorman.md). It drives an implementation described
+// protocols, classic and modern (spec/doorman.md). It drives an implementation described
 // by an Adapter (a TOML file, documented in conformance/README.md) inside
 // network namespaces it creates, and judges it only by the packets it sends,
 // by whether TCP ports become reachable and by what happens to a knock sent

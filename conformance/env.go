@@ -20,6 +20,8 @@ type Env struct {
 	ArtifactDir string
 	WorkDir     string
 	Vectors     *Vectors
+	// ModernVectors is spec/vectors/modern.json, nil if not found.
+	ModernVectors *ModernVectors
 
 	model    Model
 	daemon   *daemonProc
@@ -29,6 +31,9 @@ type Env struct {
 	prepare  func(*Env) error // before the first start
 	// values carries what a case's Prepare hands to its Run.
 	values map[string]string
+	// lastTime is the time of the suite's last modern knock (Unix ns):
+	// each one it builds is later than the one before (MODERN-12.9).
+	lastTime uint64
 }
 
 // Context returns the case's context.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // buildTools builds the named main packages of the module into one
@@ -144,7 +145,7 @@ func loadAdapter(name, bin string) (*Adapter, error) {
 // differ from the default: the firewall's part of silence and of every
 // door state, restarts and reloads.
 const (
-	backendCases = `^(4\.2/knock-port-open-host|6\.1/|6\.2/|6\.6/close-after-long|6\.8/|6\.9/)`
+	backendCases = `^(4\.2/knock-port-open-host|6\.1/|6\.2/|6\.6/close-after-long|6\.8/|6\.9/|12\.18/)`
 	exampleCases = `^(2\.2/fields-at-limits|5\.5/replay-after-restart|5\.6/|6\.1/|6\.9/|6\.11/|9\.4/)`
 )
 
@@ -161,13 +162,22 @@ func TestIntegrationDoormand(t *testing.T) {
 		"mutantd":  "github.com/doorman-project/doorman/conformance/testdata/mutants/mutantd",
 		"exampled": "github.com/doorman-project/doorman/conformance/testdata/exampled",
 	})
-	var mutantRuns []laneRun
+	var mutantRuns, modernMutantRuns []laneRun
 	for i := range mutants {
-		mutantRuns = append(mutantRuns, laneRun{impl: "doormand-nftables.toml", mutant: &mutants[i]})
+		r := laneRun{impl: "doormand-nftables.toml", mutant: &mutants[i]}
+		if strings.HasPrefix(mutants[i].mutant, "modern-") {
+			modernMutantRuns = append(modernMutantRuns, r)
+		} else {
+			mutantRuns = append(mutantRuns, r)
+		}
 	}
 	lanes := []lane{
-		{"nftables-packets", []laneRun{{impl: "doormand-nftables.toml", client: "knock.toml", filter: `^(2|3|4|11)\.`}}},
+		// The modern client cases (12.x/client-*) ride with the classic
+		// ones, which leave their lane the shortest.
+		{"nftables-packets", []laneRun{{impl: "doormand-nftables.toml", client: "knock.toml", filter: `^(2|3|4|11)\.|^12\.\d+/client-`}}},
 		{"nftables-doors", []laneRun{{impl: "doormand-nftables.toml", filter: `^(5|6|7|8|9|10)\.`}}},
+		{"nftables-modern", []laneRun{{impl: "doormand-nftables.toml", filter: `^12\.`}}},
+		{"modern-mutants", modernMutantRuns},
 		{"other-implementations", []laneRun{
 			{impl: "doormand-iptables.toml", filter: backendCases},
 			{impl: "doormand-script.toml", filter: backendCases},
@@ -177,12 +187,21 @@ func TestIntegrationDoormand(t *testing.T) {
 	}
 	outs := make([][]laneRunResult, len(lanes))
 	errs := make([]error, len(lanes))
+	took := make([]time.Duration, len(lanes))
 	var wg sync.WaitGroup
 	for i, l := range lanes {
 		wg.Add(1)
-		go func() { defer wg.Done(); outs[i], errs[i] = l.exec(bin) }()
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			outs[i], errs[i] = l.exec(bin)
+			took[i] = time.Since(start)
+		}()
 	}
 	wg.Wait()
+	for i, l := range lanes {
+		t.Logf("lane %s: %v", l.name, took[i].Round(100*time.Millisecond))
+	}
 	for i, l := range lanes {
 		t.Run(l.name, func(t *testing.T) {
 			if errors.Is(errs[i], ErrNoPrivilege) {
@@ -235,6 +254,22 @@ var mutants = []mutant{
 	{mutant: "full-admits", mustFail: []string{"5.4/full-store-refuses"}},
 	{mutant: "lenient", mustFail: []string{"2.1/reject-vectors"}, detail: []string{"leading-zero-port", "trailing-junk"},
 		notDetail: []string{"tag-short", "group-33-chars", "port-six-digits", "two-newlines", "crlf"}},
+
+	// The modern protocol.
+	{mutant: "modern-window", mustFail: []string{"12.14/time-window"}, mustPass: []string{"12.17/replay-and-older"},
+		detail: []string{"ahead of the window", "behind the window", "1970", "largest time"}},
+	{mutant: "modern-stale", mustFail: []string{"12.17/replay-and-older", "12.17/replay-after-restart"},
+		mustPass: []string{"12.14/time-window"}},
+	{mutant: "modern-volatile", mustFail: []string{"12.17/replay-after-restart", "12.17/replay-after-kill9"},
+		mustPass: []string{"12.17/replay-and-older"}},
+	{mutant: "modern-stamp-refused", mustFail: []string{"12.15/raced-from-another-address", "12.14/time-window"},
+		detail: []string{"open for"}, mustPass: []string{"12.17/replay-and-older"}},
+	{mutant: "modern-source", mustFail: []string{"12.15/raced-from-another-address"}, detail: []string{"raced from"},
+		mustPass: []string{"12.15/as-seen"}},
+	{mutant: "modern-pin", mustFail: []string{"12.18/pinned-source-port"}},
+	{mutant: "modern-rate", mustFail: []string{"12.12/per-source-rate"}, detail: []string{"after the first of a burst", "/64"}},
+	{mutant: "modern-mac1", mustFail: []string{"12.8/reject-vectors"}, detail: []string{"tamper-mac1-first", "tamper-mac1-last", "mac1-zero"},
+		notDetail: []string{"tamper-request-remac", "ephemeral-zero", "port-zero", "made-for-server-b"}},
 }
 
 func checkMutant(t *testing.T, m mutant, results []Result) {

@@ -4,12 +4,14 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -156,12 +158,21 @@ func (l *listeners) Close() {
 }
 
 // udpListen opens a UDP socket on port in h's namespace (client cases).
+// A socket just closed may live on for a moment in a process another lane
+// forked at that instant (until its exec closes it), so a port in use is
+// tried again for a while before it counts.
 func udpListen(h Host, port int) (*net.UDPConn, error) {
 	var c *net.UDPConn
-	err := InNS(h.NS, func() error {
-		var err error
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
-		return err
-	})
+	listen := func() error {
+		return InNS(h.NS, func() error {
+			var err error
+			c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+			return err
+		})
+	}
+	err := listen()
+	for end := time.Now().Add(time.Second); errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(end); err = listen() {
+		time.Sleep(20 * time.Millisecond)
+	}
 	return c, err
 }

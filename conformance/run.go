@@ -104,8 +104,10 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 	}
 	// Without vectors the cases that need them report "skipped".
 	var vectors *Vectors
+	var modernVectors *ModernVectors
 	if specDir != "" {
 		vectors, _ = LoadVectors(filepath.Join(specDir, "vectors", "classic.json"))
+		modernVectors, _ = LoadModernVectors(filepath.Join(specDir, "vectors", "modern.json"))
 	}
 
 	topo := o.Topology
@@ -135,7 +137,7 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 			emit(r)
 			continue
 		}
-		if why, ok := a.Unsupported[c.ID]; ok {
+		if why, ok := a.unsupported(c.ID); ok {
 			r.Verdict, r.Detail = Unsupported, why
 			emit(r)
 			continue
@@ -146,7 +148,7 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 			continue
 		}
 		start := time.Now()
-		r.Verdict, r.Detail, r.Artifact = runCase(ctx, c, topo, daemonA, clientA, vectors, o.OutDir)
+		r.Verdict, r.Detail, r.Artifact = runCase(ctx, c, topo, daemonA, clientA, vectors, modernVectors, o.OutDir)
 		r.Duration = time.Since(start)
 		emit(r)
 	}
@@ -163,7 +165,7 @@ func captureHosts(t *Topology) map[string]Host {
 	return map[string]Host{"server": t.Server, "client": t.Client, "client2": t.Client2, "foreign": t.Foreign}
 }
 
-func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Adapter, vec *Vectors, outDir string) (v Verdict, detail, artifacts string) {
+func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Adapter, vec *Vectors, mvec *ModernVectors, outDir string) (v Verdict, detail, artifacts string) {
 	work, err := os.MkdirTemp("", topo.Prefix+"-work-")
 	if err != nil {
 		return Error, "harness: " + err.Error(), ""
@@ -213,8 +215,12 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 	if vec != nil {
 		e.Vectors = vec
 	}
+	e.ModernVectors = mvec
 	if c.Target == TargetDaemon {
 		e.model = topo.model(stateDir)
+		if c.Configure != nil {
+			c.Configure(&e.model)
+		}
 		defer func() {
 			if e.daemon != nil {
 				if !e.DaemonAlive() {
@@ -233,8 +239,10 @@ func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Ada
 		}()
 		// Nothing was tested if the first start fails: a setup error,
 		// whoever is at fault. A failed restart inside a case is a failure.
-		if err := e.StartDaemon(true); err != nil {
-			return Error, "the implementation did not start: " + err.Error(), artifacts
+		if !c.NoStart {
+			if err := e.StartDaemon(true); err != nil {
+				return Error, "the implementation did not start: " + err.Error(), artifacts
+			}
 		}
 	}
 	done := make(chan error, 1)

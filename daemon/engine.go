@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,6 +136,13 @@ type Options struct {
 	// modern knock that gets as far as the store.
 	Stamps     StampStore
 	OpenStamps func(ctx context.Context) (StampStore, error)
+	// VerifyModern runs the checks after the guest lookup of a modern
+	// knock (MODERN-12.14 to MODERN-12.16); nil = protocol.VerifyModern.
+	// It exists for the conformance suite's mutants
+	// (conformance/testdata/mutants), which plant defects through it: it
+	// may change *k, and the door follows what it leaves there (the
+	// stated source and source port).
+	VerifyModern func(k *protocol.ModernKnock, g *protocol.Guest, src netip.Addr, now time.Time, window time.Duration) (time.Duration, error)
 
 	Conns  ConnTracker // nil = never established (doors close after Delay1)
 	Logger *slog.Logger

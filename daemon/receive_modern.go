@@ -155,7 +155,11 @@ func (e *Engine) verifyModern(j *modernJob) {
 		return
 	}
 	s := e.settings.Load()
-	skew, err := protocol.VerifyModern(&k, &g.Guest, j.src, j.at, s.ModernWindow)
+	verify := protocol.VerifyModern
+	if e.opts.VerifyModern != nil {
+		verify = e.opts.VerifyModern
+	}
+	skew, err := verify(&k, &g.Guest, j.src, j.at, s.ModernWindow)
 	m := modernRefusal{src: j.src, dst: j.dst, g: g, port: k.Port,
 		info: &ModernInfo{Skew: skew, Stated: !k.AsSeen(), SrcPort: k.SourcePort}}
 	switch {

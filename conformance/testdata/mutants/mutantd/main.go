@@ -24,6 +24,21 @@
 //	-mutant lenient          leading zeros of the port and bytes after the
 //	                         fourth field are dropped before parsing (CLASSIC-2.1/2)
 //
+// and in the modern protocol (spec section 12), mostly through the engine's
+// VerifyModern seam (daemon.Options.VerifyModern):
+//
+//	-mutant modern-window        the time window is as wide as it can be (MODERN-12.14)
+//	-mutant modern-stale         the stamp store admits every time (MODERN-12.17/1)
+//	-mutant modern-volatile      the stamps live in memory: right until a restart (MODERN-12.17/2)
+//	-mutant modern-stamp-refused a knock refused after its guest is known records
+//	                             its time anyway (MODERN-12.17/3)
+//	-mutant modern-source        the stated source address is ignored: every
+//	                             knock counts as "as seen" (MODERN-12.15)
+//	-mutant modern-pin           the stated source port is ignored (MODERN-12.18)
+//	-mutant modern-rate          no rate limit per source (MODERN-12.12)
+//	-mutant modern-mac1          mac1 is put right before the engine checks it,
+//	                             as if it were not checked (MODERN-12.6/2)
+//
 // Usage: mutantd -mutant NAME -f doormand.cf (always in debug mode). It
 // logs "doormand started" on the engine's ready event.
 package main
@@ -35,6 +50,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -50,6 +66,7 @@ import (
 	"github.com/doorman-project/doorman/daemon/replay"
 	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/protocol"
+	"golang.org/x/crypto/blake2s"
 )
 
 func main() {
@@ -174,6 +191,46 @@ func (l lenient) Read(p *capture.Packet) error {
 	return nil
 }
 
+// admitStamps is a stamp store that admits every time.
+type admitStamps struct{}
+
+func (admitStamps) Advance([32]byte, uint64) (uint64, error) { return 0, nil }
+
+// memStamps keeps the stamps in memory only: right while it runs,
+// forgotten by a restart.
+type memStamps struct {
+	mu   sync.Mutex
+	last map[[32]byte]uint64
+}
+
+func (m *memStamps) Advance(guest [32]byte, ts uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if last, ok := m.last[guest]; ok && ts <= last {
+		return last, replay.ErrStale
+	}
+	m.last[guest] = ts
+	return 0, nil
+}
+
+// remac1 puts the mac1 of every modern knock right for the doorman's key.
+type remac1 struct {
+	daemon.PacketSource
+	key [32]byte // BLAKE2s-256("doorman mac1" || public key)
+}
+
+func (r remac1) Read(p *capture.Packet) error {
+	if err := r.PacketSource.Read(p); err != nil {
+		return err
+	}
+	if len(p.Payload) == protocol.ModernKnockLen && p.Payload[0] == protocol.ModernMagic && p.Payload[1] == protocol.ModernTypeKnock {
+		m, _ := blake2s.New128(r.key[:])
+		m.Write(p.Payload[:protocol.ModernKnockLen-protocol.ModernMAC1Len])
+		p.Payload = m.Sum(p.Payload[:protocol.ModernKnockLen-protocol.ModernMAC1Len])
+	}
+	return nil
+}
+
 // reply answers every datagram the capture delivers.
 type reply struct {
 	daemon.PacketSource
@@ -275,11 +332,70 @@ func run(mutant, cfgPath, eventsPath string) error {
 	case "lenient":
 		src = lenient{src}
 	case "no-dst-check", "no-checksum":
+	case "modern-window", "modern-stale", "modern-volatile", "modern-stamp-refused", "modern-source", "modern-pin",
+		"modern-rate", "modern-mac1":
 	default:
 		return fmt.Errorf("unknown mutant %q", mutant)
 	}
-	eng := daemon.New(daemon.Options{Settings: daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor,
-		Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2},
+	// The modern protocol, as doormand wires it.
+	settings := daemon.Settings{Interface: cfg.Interface, WaitFor: cfg.WaitFor, Delay1: cfg.ConnDelay1, Delay2: cfg.ConnDelay2,
+		ClassicOff: !cfg.Classic, ModernWindow: cfg.ModernWindow, ModernRate: cfg.ModernRate, ModernBurst: cfg.ModernBurst}
+	var opener *protocol.Opener
+	key, err := config.LoadPrivateKey(cfg.PrivateKey, false)
+	switch {
+	case err == nil:
+		opener = protocol.NewOpener(&key)
+		clear(key[:])
+	case guests.Modern() > 0:
+		return fmt.Errorf("modern guests and no private key: %w", err)
+	}
+	stamps, err := replay.OpenStamps(cfg.StampFile(), replay.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer stamps.Close()
+	var (
+		stampStore daemon.StampStore = stamps
+		verify     func(*protocol.ModernKnock, *protocol.Guest, netip.Addr, time.Time, time.Duration) (time.Duration, error)
+	)
+	switch mutant {
+	case "modern-window":
+		verify = func(k *protocol.ModernKnock, g *protocol.Guest, src netip.Addr, now time.Time, _ time.Duration) (time.Duration, error) {
+			return protocol.VerifyModern(k, g, src, now, time.Duration(math.MaxInt64))
+		}
+	case "modern-stale":
+		stampStore = admitStamps{}
+	case "modern-volatile":
+		stampStore = &memStamps{last: map[[32]byte]uint64{}}
+	case "modern-stamp-refused":
+		verify = func(k *protocol.ModernKnock, g *protocol.Guest, src netip.Addr, now time.Time, w time.Duration) (time.Duration, error) {
+			skew, err := protocol.VerifyModern(k, g, src, now, w)
+			if err != nil {
+				_, _ = stamps.Advance([32]byte(k.Client), k.Time)
+			}
+			return skew, err
+		}
+	case "modern-source":
+		verify = func(k *protocol.ModernKnock, g *protocol.Guest, src netip.Addr, now time.Time, w time.Duration) (time.Duration, error) {
+			k.Source = netip.Addr{}
+			return protocol.VerifyModern(k, g, src, now, w)
+		}
+	case "modern-pin":
+		verify = func(k *protocol.ModernKnock, g *protocol.Guest, src netip.Addr, now time.Time, w time.Duration) (time.Duration, error) {
+			k.SourcePort = 0
+			return protocol.VerifyModern(k, g, src, now, w)
+		}
+	case "modern-rate":
+		settings.ModernRate, settings.ModernBurst = config.MaxModernRate, config.MaxModernBurst
+	case "modern-mac1":
+		if opener == nil {
+			return errors.New("modern-mac1 needs the private key")
+		}
+		pub := opener.PublicKey()
+		src = remac1{PacketSource: src, key: blake2s.Sum256(append([]byte(protocol.ModernMAC1Label), pub[:]...))}
+	}
+	eng := daemon.New(daemon.Options{Settings: settings,
+		Opener: opener, Stamps: stampStore, VerifyModern: verify,
 		Guests: guests, Source: src, Firewall: fw, Replay: store, Conns: conns, Logger: log,
 		Events: func(ev daemon.Event) {
 			if ev.Kind == daemon.EventReady {
