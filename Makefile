@@ -46,12 +46,12 @@ STATICCHECK_VERSION ?= v0.8.2
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet ./... ./conformance/testdata/exampled ./conformance/testdata/mutants/mutantd
 	@if ! command -v staticcheck >/dev/null && [ ! -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then \
 		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) || exit 1; \
 	fi
-	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./... ./conformance/testdata/exampled ./conformance/testdata/mutants/mutantd
 
 # Every fuzz target, briefly (FUZZTIME each). A count, not a duration: with
 # a duration, Go 1.26's fuzz coordinator can fail a target with "context
