@@ -48,23 +48,71 @@ const probeEvery = 100 * time.Microsecond
 // probe is a connection attempt in flight.
 type probe struct{ fd int }
 
+// prober makes connection attempts from one address of a host.
+type prober struct {
+	h     *netsim.Host
+	src   netip.Addr
+	spare []int // sockets made in h and bound to src, not yet connecting
+}
+
+// newProber returns a prober from src in h (one of h's addresses) with n
+// sockets made beforehand, so that a crowd of probers starts probing
+// without waiting for threads to enter namespaces.
+func newProber(h *netsim.Host, src netip.Addr, n int) (*prober, error) {
+	p := &prober{h: h, src: src}
+	if err := p.more(n); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// more makes n more sockets. Sockets belong to the namespace they are
+// made in; made there in a batch, they connect from any thread.
+func (p *prober) more(n int) error {
+	local := &unix.SockaddrInet4{Addr: p.src.As4()}
+	return p.h.Do(func() error {
+		for range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("probe socket in %s: %w", p.h.Name(), err)
+			}
+			p.spare = append(p.spare, fd)
+			if err := unix.Bind(fd, local); err != nil {
+				return fmt.Errorf("probe socket in %s: bind %v: %w", p.h.Name(), p.src, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Close closes the sockets not used.
+func (p *prober) Close() {
+	for _, fd := range p.spare {
+		unix.Close(fd)
+	}
+	p.spare = nil
+}
+
 // probeConnect connects from src in h (src must be one of h's addresses)
 // to dst as described above, on schedule ps, until one attempt connects,
 // ctx ends or ps.max attempts were made, and returns the connection and
 // when its handshake completed.
 func probeConnect(ctx context.Context, h *netsim.Host, src netip.Addr, dst netip.AddrPort, ps probeSchedule) (net.Conn, time.Time, error) {
-	var spare []int // sockets made in h, not yet connecting
+	p := &prober{h: h, src: src}
+	defer p.Close()
+	return p.connect(ctx, dst, ps)
+}
+
+// connect is probeConnect with p's sockets.
+func (p *prober) connect(ctx context.Context, dst netip.AddrPort, ps probeSchedule) (net.Conn, time.Time, error) {
 	var live []probe
 	defer func() {
-		for _, fd := range spare {
-			unix.Close(fd)
-		}
-		for _, p := range live {
-			unix.Close(p.fd)
+		for _, pr := range live {
+			unix.Close(pr.fd)
 		}
 	}()
 	sa := &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
-	local := &unix.SockaddrInet4{Addr: src.As4()}
 	made := 0
 	next := time.Now()
 	var lastErr error
@@ -74,28 +122,13 @@ func probeConnect(ctx context.Context, h *netsim.Host, src netip.Addr, dst netip
 		}
 		now := time.Now()
 		if made < ps.max && !now.Before(next) {
-			if len(spare) == 0 {
-				// Sockets belong to the namespace they are made in; made
-				// there in batches, they connect from any thread.
-				err := h.Do(func() error {
-					for range 32 {
-						fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-						if err != nil {
-							return err
-						}
-						spare = append(spare, fd)
-						if err := unix.Bind(fd, local); err != nil {
-							return fmt.Errorf("bind %v: %w", src, err)
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					return nil, time.Time{}, fmt.Errorf("probe sockets in %s: %w", h.Name(), err)
+			if len(p.spare) == 0 {
+				if err := p.more(32); err != nil {
+					return nil, time.Time{}, err
 				}
 			}
-			fd := spare[len(spare)-1]
-			spare = spare[:len(spare)-1]
+			fd := p.spare[len(p.spare)-1]
+			p.spare = p.spare[:len(p.spare)-1]
 			made++
 			if err := unix.Connect(fd, sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
 				unix.Close(fd)
@@ -114,8 +147,8 @@ func probeConnect(ctx context.Context, h *netsim.Host, src netip.Addr, dst netip
 			wait = 10 * time.Millisecond
 		}
 		fds := make([]unix.PollFd, len(live))
-		for i, p := range live {
-			fds[i] = unix.PollFd{Fd: int32(p.fd), Events: unix.POLLOUT}
+		for i, pr := range live {
+			fds[i] = unix.PollFd{Fd: int32(pr.fd), Events: unix.POLLOUT}
 		}
 		if len(fds) == 0 {
 			time.Sleep(max(wait, 0))
@@ -132,21 +165,21 @@ func probeConnect(ctx context.Context, h *netsim.Host, src netip.Addr, dst netip
 		at := time.Now()
 		kept := live[:0]
 		var won = -1
-		for i, p := range live {
+		for i, pr := range live {
 			if fds[i].Revents == 0 || won >= 0 {
-				kept = append(kept, p)
+				kept = append(kept, pr)
 				continue
 			}
-			soErr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soErr, err := unix.GetsockoptInt(pr.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			if err == nil && soErr == 0 && fds[i].Revents&unix.POLLOUT != 0 {
-				won = p.fd
+				won = pr.fd
 				continue
 			}
 			if err == nil {
 				err = syscall.Errno(soErr)
 			}
 			lastErr = err
-			unix.Close(p.fd)
+			unix.Close(pr.fd)
 		}
 		live = kept
 		if won >= 0 {
