@@ -59,11 +59,17 @@ func (s Scenario) HasTag(tag string) bool {
 }
 
 // Scenarios returns the built-in scenarios in their suggested order, the
-// flood with its default, light load (see Flood for a heavier one).
-func Scenarios() []Scenario {
-	all := []Scenario{happyScenario(), replayScenario(), timeoutScenario()}
+// load scenarios at the load their figures are judged at (Load's zero
+// value); see ScenariosFor for a lighter one.
+func Scenarios() []Scenario { return ScenariosFor(Load{}) }
+
+// ScenariosFor is Scenarios with the load scenarios sized by l.
+func ScenariosFor(l Load) []Scenario {
+	all := []Scenario{happyScenario(), replayScenario(), timeoutScenario(), modernScenario()}
 	all = append(all, networkScenarios()...)
-	return append(all, crowdScenario(), Flood(FloodOptions{}), linktypesScenario())
+	l = l.withDefaults()
+	return append(all, crowdScenario(), Flood(l.Flood), FloodModern(l.Flood), synfloodScenario(l), latencyScenario(l),
+		bigstoreScenario(l), linktypesScenario())
 }
 
 // LookupScenario returns the built-in scenario called name.

@@ -64,7 +64,7 @@ func TestScenarios(t *testing.T) {
 		t.Skip("scenarios need nft")
 	}
 	bin := doormandtest.Binaries(t)
-	for _, s := range Scenarios() {
+	for _, s := range ScenariosFor(LightLoad()) {
 		t.Run(s.Name, func(t *testing.T) {
 			var b strings.Builder
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
