@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, version.Line("doorman-conformance", version.Classic))
+		fmt.Fprintln(stdout, version.Line("doorman-conformance", version.Classic, version.Modern))
 		return 0
 	}
 	if *coverage {
