@@ -30,7 +30,7 @@ func TestShippedAdaptersParse(t *testing.T) {
 			data = KnockData{Host: "198.18.0.1", Port: "22", Group: "g", Secret: "s", KnockPort: 1001, WorkDir: t.TempDir()}
 		}
 		a.SearchPath = []string{"/nonexistent"}
-		if err := a.writeFiles(t.TempDir(), data); err != nil {
+		if err := a.WriteFiles(t.TempDir(), data); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 		for id := range a.Unsupported {

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/doorman-project/doorman/daemon"
+	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/daemon/capture"
 	"github.com/doorman-project/doorman/daemon/replay"
 )
@@ -158,12 +159,12 @@ func main() {
 }
 
 // engineFiles loads the engine's view of c.
-func engineFiles(c *Config, dir string) (*daemon.Service, *daemon.Guests, error) {
+func engineFiles(c *Config, dir string) (*service.Service, *daemon.Guests, error) {
 	cf, err := doormandFiles(c, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	return daemon.LoadService(daemon.ServiceOptions{ConfigPath: cf, Debug: true})
+	return service.Load(service.Options{ConfigPath: cf, Debug: true})
 }
 
 func run(cfgPath, evPath string, log *slog.Logger) error {
@@ -210,7 +211,7 @@ func run(cfgPath, evPath string, log *slog.Logger) error {
 		return daemon.Settings{Interface: c.Listen.Interface, WaitFor: d(c.Door.WaitFor), Delay1: d(c.Door.Handshake),
 			Delay2: d(c.Door.Recheck)}
 	}
-	conns, err := daemon.NewSockDiag()
+	conns, err := service.NewSockDiag()
 	if err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func run(cfgPath, evPath string, log *slog.Logger) error {
 			nc, err := loadConfig(cfgPath)
 			var g *daemon.Guests
 			if err == nil {
-				var s *daemon.Service
+				var s *service.Service
 				if s, g, err = engineFiles(nc, dir); err == nil {
 					s.Close()
 				}
