@@ -31,9 +31,9 @@ import (
 	"time"
 
 	"github.com/doorman-project/doorman/daemon"
-	"github.com/doorman-project/doorman/daemon/service"
 	"github.com/doorman-project/doorman/daemon/capture"
 	"github.com/doorman-project/doorman/daemon/replay"
+	"github.com/doorman-project/doorman/daemon/service"
 )
 
 // Config is exampled.json.
