@@ -38,6 +38,7 @@ func crowdScenario() Scenario {
 		Name:        "crowd",
 		Description: fmt.Sprintf("%d clients knock at once; each gets in, only they do, with knock-to-open latency", crowdClients),
 		Tags:        []string{TagLoad},
+		Needs:       []Need{NeedEvents, NeedNftables},
 		Run:         runCrowd,
 	}
 }
@@ -210,6 +211,7 @@ func Flood(o FloodOptions) Scenario {
 		Name:        "flood",
 		Description: "a junk flood at the knock port while a client knocks and connects: absorbed rate, daemon CPU, latency",
 		Tags:        []string{TagLoad},
+		Needs:       []Need{NeedDoormand, NeedNftables},
 		Run:         func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o.Rate, o.Duration) },
 	}
 }

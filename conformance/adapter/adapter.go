@@ -170,15 +170,15 @@ func (a *Adapter) validate() error {
 			if a.ReloadEvent == "" {
 				a.ReloadEvent = "reload"
 			}
-		} else if a.ReadyEvent != "" || a.ReloadEvent != "" {
-			return errors.New("ready_event and reload_event need events")
+		} else if a.ReadyEvent != "" || a.ReloadEvent != "" || a.DoormandEvents {
+			return errors.New("ready_event, reload_event and doormand_events need events")
 		}
 	case KindClient:
 		if len(a.Knock) == 0 {
 			return errors.New("client adapter needs knock")
 		}
 		for key, set := range map[string]bool{"start": len(a.Start) > 0, "preamble": len(a.Preamble) > 0,
-			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != ""} {
+			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != "", "doormand_events": a.DoormandEvents} {
 			if set {
 				return fmt.Errorf("%s is a daemon key; this is a client adapter", key)
 			}

@@ -69,6 +69,7 @@ func TestAdapterValidation(t *testing.T) {
 	for _, c := range []struct{ toml, err string }{
 		{base + "events = \"{{.EventsFile}}\"\nready_log = \"up\"\n", "events replaces ready_log"},
 		{base + "ready_event = \"ready\"\n", "need events"},
+		{base + "doormand_events = true\n", "need events"},
 		{base + "stop_signal = \"SIGFOO\"\n", "stop_signal"},
 		{base + "reload_log = \"(\"\n", "reload_log"},
 		{base + "[[file]]\nname = \"a\"\nmode = \"0999\"\ntemplate = \"\"\n", "mode"},
