@@ -110,7 +110,8 @@ func (k *Kernel) Lacks(ctx context.Context, needs []Need) string {
 		k.probeAll(ctx)
 	}
 	if k.base != nil {
-		return fmt.Sprintf("network namespaces, veth pairs and bridges do not work here: %v", k.base)
+		first, _, _ := strings.Cut(k.base.Error(), "\n")
+		return fmt.Sprintf("network namespaces, veth pairs and bridges do not work here (needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN; in a container, --privileged): %s", first)
 	}
 	for _, n := range needs {
 		if err, ok := k.probed[n]; ok && err != nil {

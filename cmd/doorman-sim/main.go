@@ -65,24 +65,27 @@ type options struct {
 	impls     []string
 	junit     string
 	json      string
+	rate      int
+	seconds   float64
+	version   bool
 	flood     sim.FloodOptions
 	names     []string
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// newFlags returns doorman-sim's flag set, filling o.
+func newFlags(o *options, stderr io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("doorman-sim", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	var o options
 	fs.StringVar(&o.bin, "bin", os.Getenv("DOORMAN_BIN"), "directory with prebuilt doormand and knock, also searched first for the --impl adapters' programs (default: $DOORMAN_BIN, else build them)")
 	fs.StringSliceVar(&o.tags, "tag", nil, "select the scenarios carrying TAG (repeat it or separate tags with commas); with names, both")
 	fs.StringArrayVar(&o.impls, "impl", nil, "play against the implementation this conformance adapter file describes instead of the built doormand; repeat it for a matrix")
 	fs.StringVar(&o.junit, "junit", "", "write JUnit XML results to `FILE`")
 	fs.StringVar(&o.json, "json", "", "write JSON results to `FILE` (schema in README.md, \"doorman-sim in CI\")")
 	fs.StringVar(&o.artifacts, "artifacts", "", "keep every scenario's configuration, daemon log, events and pcaps under `DIR`/IMPL/SCENARIO (default: keep only failed scenarios', under ./doorman-sim-artifacts/RUN)")
-	rate := fs.Int("rate", 200000, "flood scenario: junk datagrams per second")
-	seconds := fs.Float64("seconds", 5, "flood scenario: how long to flood, in seconds")
-	showVersion := fs.Bool("version", false, "print the version and the protocol its scenarios knock with, then exit")
+	fs.IntVar(&o.rate, "rate", 200000, "flood scenario: junk datagrams per second")
+	fs.Float64Var(&o.seconds, "seconds", 5, "flood scenario: how long to flood, in seconds")
+	fs.BoolVar(&o.version, "version", false, "print the version and the protocol its scenarios knock with, then exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: doorman-sim list [--tag TAG]")
 		fmt.Fprintln(stderr, "       doorman-sim run [NAME...] [--tag TAG]... [--impl ADAPTER]... [--junit FILE] [--json FILE] [--artifacts DIR] [--bin DIR]")
@@ -96,13 +99,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "or nothing tested (no scenario selected; an implementation not installed or with")
 		fmt.Fprintln(stderr, "every scenario skipped or unsupported); 130 interrupted.")
 	}
+	return fs
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlags(&o, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitPass
 		}
+		fmt.Fprintln(stderr, "doorman-sim:", err)
+		fs.Usage()
 		return exitUsage
 	}
-	if *showVersion {
+	if o.version {
 		fmt.Fprintln(stdout, version.Line("doorman-sim", version.Classic))
 		return exitPass
 	}
@@ -125,10 +136,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		list(stdout, selectByTags(sim.Scenarios(), o.tags))
 		return exitPass
 	case "run":
-		if *rate <= 0 || *seconds <= 0 || *seconds > 600 {
+		if o.rate <= 0 || o.seconds <= 0 || o.seconds > 600 {
 			return usage(errors.New("--rate must be positive and --seconds in (0, 600]"))
 		}
-		o.flood = sim.FloodOptions{Rate: *rate, Duration: time.Duration(*seconds * float64(time.Second))}
+		o.flood = sim.FloodOptions{Rate: o.rate, Duration: time.Duration(o.seconds * float64(time.Second))}
 		code, err := runScenarios(o, stdout)
 		switch {
 		case errors.Is(err, errUsage):
