@@ -492,6 +492,9 @@ func (d *doorman) reload() error {
 		return err
 	}
 	d.r.Check(err == nil, "the daemon answered the reload signal (%v)", err)
+	if !d.dut.Alive() {
+		return errors.New("the daemon is gone after the reload signal")
+	}
 	return nil
 }
 
