@@ -335,7 +335,7 @@ func Play(ctx context.Context, s Scenario, cfg RunConfig) (res Result) {
 		res.Verdict = VerdictUnsupported
 		res.Reason = fmt.Sprintf("no check could be made against %s", res.Impl)
 		if runErr != nil {
-			res.Reason = runErr.Error()
+			res.Reason = strings.TrimPrefix(runErr.Error(), ErrUnsupported.Error()+": ")
 		}
 		fmt.Fprintf(out, "=== UNSUPPORTED %s: %s (%.1fs)\n", s.Name, res.Reason, took)
 	default:

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/doorman-project/doorman/conformance/adapter"
@@ -52,6 +53,9 @@ type doorman struct {
 	impl   *adapter.Adapter     // nil for the built doormand
 	r      *Run
 	server *netsim.Host
+
+	mu   sync.Mutex
+	sent time.Time // when the last knock was sent
 }
 
 // daemonUnderTest starts, stops and reconfigures the daemon a scenario
@@ -244,18 +248,29 @@ func (d *doorman) Pid() int {
 	return d.built.Pid()
 }
 
-// settle is how long a check waits for the daemon to act on a knock when
-// no event stream says that it did.
-const settle = 500 * time.Millisecond
+// settle is how long after a knock a check waits for the daemon to act
+// on it when no event stream says that it did. Short: a door's waitfor
+// (2 s) runs from the knock.
+const settle = 300 * time.Millisecond
+
+// knocked notes that a knock was just sent.
+func (d *doorman) knocked() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sent = time.Now()
+}
 
 // waitN waits up to within for n events matching m and records a check
 // that they came. Without an event stream it records the check
-// unsupported, gives the daemon settle (or within, if shorter) to act, and
-// returns true so that the scenario goes on with what it can observe.
+// unsupported, gives the daemon until settle after the last knock to act,
+// and returns true so that the scenario goes on with what it can observe.
 func (d *doorman) waitN(m doormandtest.Match, n int, within time.Duration, format string, args ...any) bool {
 	if d.events == nil {
 		d.r.Unsupported(d.noEvents(), format, args...)
-		time.Sleep(min(settle, within))
+		d.mu.Lock()
+		wait := time.Until(d.sent.Add(settle))
+		d.mu.Unlock()
+		time.Sleep(min(wait, within))
 		return true
 	}
 	_, err := d.Wait(m, n, within)
@@ -299,6 +314,7 @@ func (d *doorman) knockAs(ctx context.Context, h *netsim.Host, guest, secret str
 	d.r.Step("knock from %s (%s) as %s for port %d", h.Name(), h.Addr4(), guest, port)
 	out, err := h.Command(ctx, filepath.Join(d.r.Bin, "knock"), "-g", guest, "-s", secret,
 		d.server.Addr4().String(), fmt.Sprint(port)).CombinedOutput()
+	d.knocked()
 	if err != nil {
 		return fmt.Errorf("knock: %w: %s", err, out)
 	}
@@ -326,6 +342,7 @@ func (d *doorman) send(h *netsim.Host, payload []byte) error {
 		}
 		defer c.Close()
 		_, err = c.Write(payload)
+		d.knocked()
 		return err
 	})
 }
