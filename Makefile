@@ -15,7 +15,7 @@ DESCRIBE := $(shell git describe --tags --always --dirty --match 'v[0-9]*' 2>/de
 VERSION  ?= $(if $(filter v$(RELEASE),$(DESCRIBE)),$(RELEASE),$(RELEASE)-dev$(if $(DESCRIBE),+$(subst -,.,$(DESCRIBE))))
 LDFLAGS  := -s -w -X github.com/doorman-project/doorman/version.stamp=$(VERSION)
 
-.PHONY: all print-version build test lint fuzz cross demo deps clean man install uninstall install-test deb deb-test
+.PHONY: all print-version build test lint fuzz cross demo sim-quick deps clean man install uninstall install-test deb deb-test
 
 all: build
 
@@ -78,6 +78,12 @@ cross:
 demo: deps build
 	@if [ ! -x $(BIN)/doorman-sim ]; then echo "demo: doorman-sim is not built yet"; exit 1; fi
 	$(BIN)/doorman-sim --bin $(BIN) run happy replay
+
+# What CI runs with doorman-sim (.github/workflows/sim.yml): the quick
+# scenarios, under a minute, with JUnit and JSON results in $(BIN); the
+# artifacts of failed scenarios stay in ./doorman-sim-artifacts. Needs root.
+sim-quick: deps build
+	$(BIN)/doorman-sim --bin $(BIN) run --tag quick --junit $(BIN)/sim-junit.xml --json $(BIN)/sim-results.json
 
 # System packages the kernel tests and the demo use (Debian).
 deps:

@@ -5,6 +5,7 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"github.com/doorman-project/doorman/conformance/adapter"
 	"time"
 )
 
@@ -63,8 +64,9 @@ var (
 	ErrSkip        = errors.New("skipped")
 	ErrUnsupported = errors.New("unsupported")
 	// ErrSetup marks a failure of the setup rather than of the
-	// implementation under test; the case's verdict is Error.
-	ErrSetup = errors.New("setup error")
+	// implementation under test; the case's verdict is Error. It is the
+	// adapter package's, so that its failures classify themselves.
+	ErrSetup = adapter.ErrSetup
 )
 
 // Skipf returns an error that makes the case "skipped" with the reason.

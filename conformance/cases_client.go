@@ -90,10 +90,10 @@ func (e *Env) runClient(argvT []string, d KnockData, ns string) (string, error) 
 			return "", setupErr(err)
 		}
 	}
-	if err := a.writeFiles(dir, d); err != nil {
+	if err := a.WriteFiles(dir, d); err != nil {
 		return "", err
 	}
-	argv, err := a.renderArgv("knock", argvT, d)
+	argv, err := a.RenderArgv("knock", argvT, d)
 	if err != nil {
 		return "", err
 	}

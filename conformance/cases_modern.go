@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/doorman-project/doorman/conformance/adapter"
 )
 
 // Cases for section 12, the modern protocol, on the doorman's side. Every
@@ -35,7 +37,7 @@ func modernCases() []*Case {
 		{ID: "12.13/unknown-key", Requirement: "MODERN-12.13", Level: "MUST", Target: TargetDaemon,
 			Description: "a well-made knock from a key in no guest entry, from an allowed address, opens nothing",
 			Run: func(e *Env) error {
-				k := e.model.keys.stranger
+				k := keysOf(e.model).stranger
 				if _, err := e.sendModern(from4(e.Topo.Client), mk{port: portA, from: &k}); err != nil {
 					return err
 				}
@@ -151,7 +153,7 @@ func (e *Env) pace() time.Duration {
 }
 
 func (e *Env) rejectParams(port int, src netip.Addr) rejectParams {
-	return rejectParams{client: *e.guestKey(modernCarol), server: e.model.keys.doorman.pub, other: e.model.keys.other.pub,
+	return rejectParams{client: *e.guestKey(modernCarol), server: keysOf(e.model).doorman.pub, other: keysOf(e.model).other.pub,
 		eph: func(string) (k [32]byte) {
 			_, _ = crand.Read(k[:])
 			return k
@@ -242,14 +244,14 @@ func probeErrs(e *Env, ps []probe) []error {
 func runOtherDoorman(e *Env) error {
 	c := from4(e.Topo.Client)
 	t := e.clock()
-	other := e.model.keys.other.pub
+	other := keysOf(e.model).other.pub
 	// Made for another doorman: mac1 and encryption for its key.
 	if _, err := e.sendModern(c, mk{port: probePorts[0], at: t, to: &other}); err != nil {
 		return err
 	}
 	// Encrypted to the other doorman, with this one's mac1: it passes the
 	// cheap checks and must not decrypt.
-	mixed := remac(e.sealModern(c.src(), mk{port: probePorts[1], at: t, to: &other}), e.model.keys.doorman.pub)
+	mixed := remac(e.sealModern(c.src(), mk{port: probePorts[1], at: t, to: &other}), keysOf(e.model).doorman.pub)
 	if err := e.sendRaw(c, mixed); err != nil {
 		return err
 	}
@@ -477,7 +479,7 @@ func runRateLimit(e *Env) error {
 	// client's IPv6 address: they use up the budget of its /64, which the
 	// second client's IPv6 address shares; the second client's IPv4
 	// address knocks during the flood.
-	junk := modernJunk(e.model.keys.doorman.pub, floodSize)
+	junk := modernJunk(keysOf(e.model).doorman.pub, floodSize)
 	if err := e.sendMany(from6(t.Client), junk[:rateCaseBurst*4]); err != nil {
 		return err
 	}
@@ -517,9 +519,9 @@ func runRateLimit(e *Env) error {
 
 func runModernSilence(e *Env) error {
 	c := from4(e.Topo.Client)
-	server := e.model.keys.doorman.pub
+	server := keysOf(e.model).doorman.pub
 	valid := e.sealModern(c.src(), mk{port: portA})
-	stranger := e.model.keys.stranger
+	stranger := keysOf(e.model).stranger
 	payloads := [][]byte{valid, valid,
 		e.sealModern(c.src(), mk{port: portOther}),                                 // not her port
 		e.sealModern(c.src(), mk{port: portA, from: &stranger}),                    // unknown key
@@ -621,7 +623,7 @@ func runNoKeyStart(e *Env) error {
 				len(e.model.ModernGuests), c.what), "it started")
 		case errors.Is(err, ErrSetup):
 			return err
-		case !errors.Is(err, errExited):
+		case !errors.Is(err, adapter.ErrExited):
 			return mismatch("the daemon exits: it has modern guests and "+c.what, "%v", err)
 		}
 	}
@@ -647,8 +649,8 @@ func runReloadWithoutKey(e *Env) error {
 }
 
 func runReloadNewKey(e *Env) error {
-	old := e.model.keys.doorman.pub
-	if err := e.ReloadDaemon(e.model.withDoorman(newKeyPair())); err != nil {
+	old := keysOf(e.model).doorman.pub
+	if err := e.ReloadDaemon(withDoorman(e.model, newKeyPair())); err != nil {
 		return err
 	}
 	c := from4(e.Topo.Client)

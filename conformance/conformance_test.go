@@ -30,7 +30,7 @@ func TestShippedAdaptersParse(t *testing.T) {
 			data = KnockData{Host: "198.18.0.1", Port: "22", Group: "g", Secret: "s", KnockPort: 1001, WorkDir: t.TempDir()}
 		}
 		a.SearchPath = []string{"/nonexistent"}
-		if err := a.writeFiles(t.TempDir(), data); err != nil {
+		if err := a.WriteFiles(t.TempDir(), data); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 		for id := range a.Unsupported {
@@ -63,7 +63,7 @@ func caseExists(id string) bool {
 func TestUnsupportedGlob(t *testing.T) {
 	a := &Adapter{Unsupported: map[string]string{"12.*": "modern", "12.8/reject-vectors": "own", "1*": "short"}}
 	for id, want := range map[string]string{"12.13/unknown-key": "modern", "12.8/reject-vectors": "own", "11.2/x": "short", "4.1/bad-mac": ""} {
-		got, ok := a.unsupported(id)
+		got, ok := a.UnsupportedReason(id)
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v, want %q", id, got, ok, want)
 		}

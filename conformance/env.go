@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/doorman-project/doorman/conformance/adapter"
 	"net/netip"
 	"time"
 )
@@ -24,7 +25,7 @@ type Env struct {
 	ModernVectors *ModernVectors
 
 	model    Model
-	daemon   *daemonProc
+	daemon   *adapter.Proc
 	starts   int
 	notes    []string
 	openHost bool             // start without the adapter's preamble

@@ -17,7 +17,7 @@ func TestExampleAdapterRendersJSON(t *testing.T) {
 	dir := t.TempDir()
 	m := (&Topology{}).model(dir)
 	m.Guests = append(m.Guests, Guest{Name: "carol", Secret: "x", Ports: []int{1}})
-	if err := a.writeFiles(dir, m); err != nil {
+	if err := a.WriteFiles(dir, m); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "exampled.json"))

@@ -46,7 +46,7 @@ func (e *Env) clock() uint64 {
 
 // guestKey returns the key pair of a modern guest of the model.
 func (e *Env) guestKey(name string) *keyPair {
-	k := e.model.keys.guests[name]
+	k := keysOf(e.model).guests[name]
 	return &k
 }
 
@@ -57,7 +57,7 @@ func (e *Env) sealModern(src netip.Addr, m mk) []byte {
 	if from == nil {
 		from = e.guestKey(modernCarol)
 	}
-	to := e.model.keys.doorman.pub
+	to := keysOf(e.model).doorman.pub
 	if m.to != nil {
 		to = *m.to
 	}

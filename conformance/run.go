@@ -137,7 +137,7 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 			emit(r)
 			continue
 		}
-		if why, ok := a.unsupported(c.ID); ok {
+		if why, ok := a.UnsupportedReason(c.ID); ok {
 			r.Verdict, r.Detail = Unsupported, why
 			emit(r)
 			continue

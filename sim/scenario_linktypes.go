@@ -27,6 +27,7 @@ func linktypesScenario() Scenario {
 		Name:        "linktypes",
 		Description: "doormand sees knocks on Ethernet, 802.1Q-tagged frames, tun, macvlan, loopback and any; a wrong raw header length misses them",
 		Tags:        []string{TagLinktypes},
+		Needs:       []Need{NeedDoormand, NeedNftables, NeedTun, NeedMacvlan, NeedPacket},
 		Run:         runLinktypes,
 	}
 }

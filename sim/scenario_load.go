@@ -44,6 +44,7 @@ func crowdScenario() Scenario {
 		Name:        "crowd",
 		Description: fmt.Sprintf("%d clients knock at once; each gets in, only they do, with knock-to-open latency", crowdClients),
 		Tags:        []string{TagLoad},
+		Needs:       []Need{NeedEvents, NeedNftables},
 		Run:         runCrowd,
 	}
 }
@@ -268,8 +269,9 @@ func Flood(o FloodOptions) Scenario {
 		Name: "flood",
 		Description: fmt.Sprintf("%d junk datagrams/s at the knock port while a client knocks and connects: absorbed rate, daemon CPU per datagram, knock latency",
 			o.Rate),
-		Tags: []string{TagLoad},
-		Run:  func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o, false) },
+		Tags:  []string{TagLoad},
+		Needs: []Need{NeedDoormand, NeedNftables, NeedPacket},
+		Run:   func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o, false) },
 	}
 }
 
@@ -282,8 +284,9 @@ func FloodModern(o FloodOptions) Scenario {
 		Name: "flood-modern",
 		Description: fmt.Sprintf("%d modern junk datagrams/s (knocks for other doormen) while a client knocks modern and connects: daemon CPU per datagram, knock latency",
 			o.Rate),
-		Tags: []string{TagModern, TagLoad},
-		Run:  func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o, true) },
+		Tags:  []string{TagModern, TagLoad},
+		Needs: []Need{NeedDoormand, NeedNftables, NeedPacket},
+		Run:   func(ctx context.Context, r *Run) error { return runFlood(ctx, r, o, true) },
 	}
 }
 

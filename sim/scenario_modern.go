@@ -30,8 +30,9 @@ func modernScenario() Scenario {
 		Name: "modern",
 		Description: "a modern knock opens one connection; replayed (also after a restart and kill -9), raced from another address, " +
 			"sealed for another doorman or from a skewed clock it is refused",
-		Tags: []string{TagModern, TagQuick},
-		Run:  runModern,
+		Tags:  []string{TagModern, TagQuick},
+		Needs: []Need{NeedDoormand, NeedNftables},
+		Run:   runModern,
 	}
 }
 

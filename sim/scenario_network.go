@@ -4,7 +4,7 @@ package sim
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/doorman-project/doorman/conformance/adapter"
 	dt "github.com/doorman-project/doorman/internal/doormandtest"
 	"github.com/doorman-project/doorman/internal/netsim"
 )
@@ -65,6 +66,7 @@ func isolationScenario() Scenario {
 		Name:        "isolation",
 		Description: "a knock for port 2222 opens only that port and only for the knocking client",
 		Tags:        []string{TagQuick, TagNetwork},
+		Needs:       []Need{NeedNftables},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client", "bystander")
 			if err != nil {
@@ -84,8 +86,7 @@ func isolationScenario() Scenario {
 			if !d.waitN(armed, 1, 3*time.Second, "doormand opened the door") {
 				return nil
 			}
-			n, err := d.doorElements(ctx)
-			r.Check(n == 1, "exactly one door in the firewall (nft shows %d elements in doorman's sets, err %v)", n, err)
+			d.checkDoors(ctx, func(n int) bool { return n == 1 }, "exactly one door in the firewall")
 			r.Step("while the door is broad (any source port from client), try the other port from client")
 			checkClosedAt(r, client, other)
 			r.Step("connect from client to :%d", scenSvcPort)
@@ -103,13 +104,12 @@ func isolationScenario() Scenario {
 				return err
 			}
 			d.waitN(dt.Rejected("port-not-allowed"), 1, 3*time.Second, "doormand refused it: port-not-allowed")
-			r.Check(d.Count(accepted) == 1, "no further knock was accepted")
+			d.checkEvents(func() bool { return d.Count(accepted) == 1 }, "no further knock was accepted")
 			checkClosedAt(r, client, other)
 			r.Step("close the connection")
 			conn.Close()
 			d.waitN(dt.Closed("connection-ended"), 1, 4*time.Second, "door closed after the connection ended")
-			n, err = d.doorElements(ctx)
-			r.Check(n == 0, "no door left in the firewall (nft shows %d elements in doorman's sets, err %v)", n, err)
+			d.checkDoors(ctx, func(n int) bool { return n == 0 }, "no door left in the firewall")
 			d.checkClosed(client)
 			return nil
 		},
@@ -134,6 +134,7 @@ func natScenario() Scenario {
 		Name:        "nat",
 		Description: "a client behind NAT gets in through the router's address, which any host behind the router shares",
 		Tags:        []string{TagQuick, TagNetwork},
+		Needs:       []Need{NeedNftables, NeedNftNAT},
 		Run: func(ctx context.Context, r *Run) error {
 			n := r.Net
 			server, err := n.AddHost("server")
@@ -199,9 +200,10 @@ func natScenario() Scenario {
 					src = append(src, e.Src)
 				}
 			}
-			r.Check(len(src) == 1 && src[0] == outside,
+			d.checkEvents(func() bool { return len(src) == 1 && src[0] == outside },
 				"doormand saw the router's outside address %s as the knock source (saw: %v)", outside, src)
-			r.Check(d.Count(func(e dt.Event) bool { return e.Src == client.Addr4() }) == 0, "doormand never saw client's own address %s", client.Addr4())
+			d.checkEvents(func() bool { return d.Count(func(e dt.Event) bool { return e.Src == client.Addr4() }) == 0 },
+				"doormand never saw client's own address %s", client.Addr4())
 			r.Step("connect from client")
 			conn := d.dial(client)
 			if !r.Check(conn != nil, "connection from client behind NAT got through") {
@@ -246,6 +248,7 @@ func lossyScenario() Scenario {
 		Name:        "lossy",
 		Description: "over a slow, lossy, duplicating link fresh knocks get in and duplicate knocks open one door",
 		Tags:        []string{TagNetwork},
+		Needs:       []Need{NeedNftables, NeedTun},
 		Run: func(ctx context.Context, r *Run) error {
 			client, err := r.Net.AddHost("client")
 			if err != nil {
@@ -284,19 +287,26 @@ func lossyScenario() Scenario {
 				return nil
 			}
 			conn.Close()
-			nAccepted := d.Count(accepted)
-			r.Check(nAccepted >= 1 && nAccepted <= tries, "doormand accepted %d of %d knocks", nAccepted, tries)
-			_, err = d.Wait(replayed, nAccepted, 3*time.Second)
-			r.Check(err == nil && d.Count(replayed) == nAccepted,
-				"each accepted knock's duplicate was refused as a replay (%d accepted, %d replays)", nAccepted, d.Count(replayed))
-			doorsDone := pollUntil(3*time.Second, func() bool { return doorsOpened(d) >= nAccepted })
-			r.Check(doorsDone && doorsOpened(d) == nAccepted, "one door per accepted knock (%d doors)", doorsOpened(d))
+			if d.events != nil {
+				nAccepted := d.Count(accepted)
+				r.Check(nAccepted >= 1 && nAccepted <= tries, "doormand accepted %d of %d knocks", nAccepted, tries)
+				_, err = d.Wait(replayed, nAccepted, 3*time.Second)
+				r.Check(err == nil && d.Count(replayed) == nAccepted,
+					"each accepted knock's duplicate was refused as a replay (%d accepted, %d replays)", nAccepted, d.Count(replayed))
+				doorsDone := pollUntil(3*time.Second, func() bool { return doorsOpened(d) >= nAccepted })
+				r.Check(doorsDone && doorsOpened(d) == nAccepted, "one door per accepted knock (%d doors)", doorsOpened(d))
+			} else {
+				d.checkEvents(nil, "each accepted knock's duplicate was refused as a replay, one door per accepted knock")
+			}
 
 			// Doors of earlier tries whose SYNs were all lost are still
 			// broad until waitfor; let them expire so the duplicate test
 			// below counts only its own door.
 			r.Step("wait for the doors of earlier tries to close")
-			if !r.Check(pollUntil(scenWaitfor+3*time.Second, func() bool { n, err := d.doorElements(ctx); return err == nil && n == 0 }),
+			if _, why, _ := d.countDoors(ctx); why != "" {
+				r.Unsupported(why, "every earlier door closed")
+				time.Sleep(scenWaitfor + time.Second)
+			} else if !r.Check(pollUntil(scenWaitfor+3*time.Second, func() bool { n, err := d.doorElements(ctx); return err == nil && n == 0 }),
 				"every earlier door closed") {
 				return nil
 			}
@@ -317,13 +327,22 @@ func lossyScenario() Scenario {
 				return err
 			}
 			d.waitN(replayed, p0+3, 3*time.Second, "three of the four copies refused as replays")
-			r.Check(d.Count(accepted) == a0+1, "exactly one copy accepted (%d new)", d.Count(accepted)-a0)
-			r.Check(doorsOpened(d) == b0+1, "exactly one door opened (%d new)", doorsOpened(d)-b0)
+			if d.events != nil {
+				// The door is reported armed once its element is in the
+				// kernel, after the knock event: wait for it, or more.
+				pollUntil(3*time.Second, func() bool { return doorsOpened(d) > b0 })
+			}
+			d.checkEvents(func() bool { return d.Count(accepted) == a0+1 }, "exactly one copy accepted (%d new)", d.Count(accepted)-a0)
+			d.checkEvents(func() bool { return doorsOpened(d) == b0+1 }, "exactly one door opened (%d new)", doorsOpened(d)-b0)
 			r.Step("connect from client twice")
 			c1 := d.dial(client)
 			r.Check(c1 != nil, "first connection got through")
 			c2 := d.dial(client)
-			r.Check(c2 == nil, "second connection refused: the copies opened no second door")
+			if why := d.gap("6.2/single-connection"); why != "" {
+				r.Unsupported(why, "second connection refused: the copies opened no second door (it got through: %v)", c2 != nil)
+			} else {
+				r.Check(c2 == nil, "second connection refused: the copies opened no second door")
+			}
 			for _, c := range []net.Conn{c1, c2} {
 				if c != nil {
 					c.Close()
@@ -347,6 +366,7 @@ func crashScenario() Scenario {
 		Name:        "crash",
 		Description: "after kill -9 and a restart no stale door is left and earlier knocks are still replays",
 		Tags:        []string{TagQuick},
+		Needs:       []Need{NeedNftables},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client")
 			if err != nil {
@@ -378,21 +398,22 @@ func crashScenario() Scenario {
 				return err
 			}
 			d.waitN(armed, 2, 3*time.Second, "second knock opened a second door, left armed")
-			n, err := d.doorElements(ctx)
-			r.Check(n >= 2, "doors in the firewall's sets: %d (err %v)", n, err)
+			d.checkDoors(ctx, func(n int) bool { return n >= 2 }, "two doors in the firewall's sets")
 			if err := d.kill9(); err != nil {
 				return err
 			}
-			n, err = d.doorElements(ctx)
-			r.Check(n >= 2, "after kill -9 the doors are still there, open with nobody watching: %d (err %v)", n, err)
+			d.checkDoors(ctx, func(n int) bool { return n >= 2 }, "after kill -9 the doors are still there, open with nobody watching")
 			if err := d.restart(ctx); err != nil {
 				return err
 			}
 			// Ready means the firewall is in place: the stale doors are gone by then.
-			n, err = d.doorElements(ctx)
-			r.Check(err == nil && n == 0, "restarted doormand removed the stale doors (nft shows %d elements in doorman's sets, err %v)", n, err)
-			pid, _ := os.ReadFile(filepath.Join(d.Dir(), "pid"))
-			r.Check(string(pid) == strconv.Itoa(d.Pid())+"\n", "restarted doormand replaced the stale pid file (it holds %q, doormand is %d)", pid, d.Pid())
+			d.checkDoors(ctx, func(n int) bool { return n == 0 }, "restarted daemon removed the stale doors")
+			if d.built != nil {
+				pid, _ := os.ReadFile(filepath.Join(d.built.Dir(), "pid"))
+				r.Check(string(pid) == strconv.Itoa(d.Pid())+"\n", "restarted doormand replaced the stale pid file (it holds %q, doormand is %d)", pid, d.Pid())
+			} else {
+				r.Unsupported("where the pid file is, is the adapter's", "restarted daemon replaced the stale pid file")
+			}
 			d.checkClosed(client)
 			r.Step("send both pre-crash knocks again")
 			if err := d.send(client, p1); err != nil {
@@ -402,7 +423,7 @@ func crashScenario() Scenario {
 				return err
 			}
 			d.waitN(replayed, 2, 3*time.Second, "both refused as replays after the restart")
-			r.Check(d.Count(accepted) == 2, "only the two knocks before the crash were ever accepted")
+			d.checkEvents(func() bool { return d.Count(accepted) == 2 }, "only the two knocks before the crash were ever accepted")
 			d.checkClosed(client)
 			return nil
 		},
@@ -422,6 +443,7 @@ func reloadScenario() Scenario {
 		Name:        "reload",
 		Description: "SIGHUP loads an added guest at once and keeps the old guest list when the new one is broken",
 		Tags:        []string{TagQuick},
+		Needs:       []Need{NeedNftables},
 		Run: func(ctx context.Context, r *Run) error {
 			t, d, err := lanWith(ctx, r, "client", "client2")
 			if err != nil {
@@ -435,31 +457,57 @@ func reloadScenario() Scenario {
 			d.waitN(dt.Rejected("unknown-guest").From(client2.Addr4()), 1, 3*time.Second, "bob is not a guest yet: unknown-guest")
 			d.checkClosed(client2)
 
-			two := fmt.Sprintf("%s %s %d %s\n%s %s %d %s\n",
-				scenGuest, scenSecret, scenSvcPort, lan, scenGuest2, scenSecret2, scenSvcPort, lan)
-			if err := d.WriteGuests(two); err != nil {
+			alice := adapter.Guest{Name: scenGuest, Secret: scenSecret, Ports: []int{scenSvcPort}, Networks: []string{lan.String()}}
+			bob := adapter.Guest{Name: scenGuest2, Secret: scenSecret2, Ports: []int{scenSvcPort}, Networks: []string{lan.String()}}
+			if err := d.dut.SetGuests([]adapter.Guest{alice, bob}); err != nil {
 				return err
 			}
-			r.Step("guest list now: alice and bob; SIGHUP doormand")
-			ev, err := d.Reload(3 * time.Second)
-			r.Check(err == nil && ev.OK, "doormand reloaded (%v, error %q)", err, ev.Error)
+			r.Step("guest list now: alice and bob; reload (SIGHUP)")
+			if err := d.reload(); err != nil {
+				return err
+			}
+			d.checkReload(true, "the daemon reloaded")
 			d.tryDoor(ctx, client2, scenGuest2, scenSecret2)
 
-			broken := fmt.Sprintf("%s %s %d %s\n%s %s %d\n",
-				scenGuest, scenSecret, scenSvcPort, lan, scenGuest2, scenSecret2, scenSvcPort)
-			if err := d.WriteGuests(broken); err != nil {
+			// A guest with no address: every implementation must refuse
+			// the whole list (CLASSIC-9.4/2).
+			bob.Networks = nil
+			if err := d.dut.SetGuests([]adapter.Guest{alice, bob}); err != nil {
 				return err
 			}
-			r.Step("guest list now broken (bob's record has no address); SIGHUP doormand")
-			ev, err = d.Reload(3 * time.Second)
-			r.Check(err == nil && !ev.OK && ev.Error != "", "doormand refused the broken list: %q (%v)", ev.Error, err)
-			r.Check(d.Count(func(e dt.Event) bool { return e.Kind == dt.KindReload && e.OK }) == 1, "the broken list was not loaded")
+			r.Step("guest list now broken (bob's record has no address); reload (SIGHUP)")
+			if err := d.reload(); err != nil {
+				return err
+			}
+			d.checkReload(false, "the daemon refused the broken list")
+			d.checkEvents(func() bool { return d.Count(func(e dt.Event) bool { return e.Kind == dt.KindReload && e.OK }) == 1 }, "the broken list was not loaded")
 			d.tryDoor(ctx, client, scenGuest, scenSecret)
 			d.tryDoor(ctx, client2, scenGuest2, scenSecret2)
-			r.Check(d.Signal(0) == nil, "doormand still running")
+			r.Check(d.dut.Alive(), "the daemon still running")
 			return nil
 		},
 	}
+}
+
+// reload makes the daemon re-read its guest list; a daemon that cannot
+// (no reload signal in its adapter) makes the scenario unsupported.
+func (d *doorman) reload() error {
+	err := d.dut.Reload(3 * time.Second)
+	if errors.Is(err, ErrUnsupported) {
+		return err
+	}
+	d.r.Check(err == nil, "the daemon answered the reload signal (%v)", err)
+	if !d.dut.Alive() {
+		return errors.New("the daemon is gone after the reload signal")
+	}
+	return nil
+}
+
+// checkReload records a check that the last reload event says ok, with
+// its error text; unsupported without an event stream.
+func (d *doorman) checkReload(ok bool, what string) {
+	ev, _ := d.Last(dt.IsKind(dt.KindReload))
+	d.checkEvents(func() bool { return ev.OK == ok && (ok || ev.Error != "") }, "%s (reload event: ok %v, error %q)", what, ev.OK, ev.Error)
 }
 
 // tryDoor knocks from h as guest, connects and closes, checking that the

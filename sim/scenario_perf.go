@@ -358,8 +358,9 @@ func synfloodScenario(l Load) Scenario {
 		Name: "synflood",
 		Description: fmt.Sprintf("%d SYN/s to an unrelated closed port, with no door and with one door waiting: doormand's CPU share "+
 			"(SYNs that claim no door never reach it)", l.SYNRate),
-		Tags: []string{TagLoad},
-		Run:  func(ctx context.Context, r *Run) error { return runSynflood(ctx, r, l.SYNRate, l.SYNDuration) },
+		Tags:  []string{TagLoad},
+		Needs: []Need{NeedDoormand, NeedNftables, NeedPacket},
+		Run:   func(ctx context.Context, r *Run) error { return runSynflood(ctx, r, l.SYNRate, l.SYNDuration) },
 	}
 }
 
@@ -467,8 +468,9 @@ func latencyScenario(l Load) Scenario {
 		Name: "latency",
 		Description: fmt.Sprintf("%d knocks one after another: knock to connected and to door armed, against a bare one-element nftables commit",
 			l.Knocks),
-		Tags: []string{TagLoad},
-		Run:  func(ctx context.Context, r *Run) error { return runLatency(ctx, r, l.Knocks) },
+		Tags:  []string{TagLoad},
+		Needs: []Need{NeedDoormand, NeedNftables},
+		Run:   func(ctx context.Context, r *Run) error { return runLatency(ctx, r, l.Knocks) },
 	}
 }
 
@@ -577,8 +579,9 @@ func bigstoreScenario(l Load) Scenario {
 		Name: "bigstore",
 		Description: fmt.Sprintf("doormand on a replay store of %d digests: start time, RSS and knock latency, against a fresh one's",
 			l.Digests),
-		Tags: []string{TagLoad},
-		Run:  func(ctx context.Context, r *Run) error { return runBigstore(ctx, r, l.Digests) },
+		Tags:  []string{TagLoad},
+		Needs: []Need{NeedDoormand, NeedNftables},
+		Run:   func(ctx context.Context, r *Run) error { return runBigstore(ctx, r, l.Digests) },
 	}
 }
 

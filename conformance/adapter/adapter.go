@@ -1,6 +1,10 @@
 //go:build linux
 
-package conformance
+// Package adapter reads the adapter files that describe how to run an
+// implementation of doorman (conformance/README.md, "The adapter") and
+// runs the daemon they describe inside a network namespace. The
+// conformance suite and doorman-sim both drive implementations through it.
+package adapter
 
 import (
 	"bytes"
@@ -53,15 +57,15 @@ type Adapter struct {
 	Preamble     [][]string `toml:"preamble"` // server ns: the admin's firewall
 	Start        []string   `toml:"start"`    // server ns: the daemon, in the foreground
 	ReadyLog     string     `toml:"ready_log"`
-	ReadyDelay   duration   `toml:"ready_delay"`
-	ReadyTimeout duration   `toml:"ready_timeout"`
+	ReadyDelay   Duration   `toml:"ready_delay"`
+	ReadyTimeout Duration   `toml:"ready_timeout"`
 	StopSignal   string     `toml:"stop_signal"`
 	// ReloadSignal, if set, makes the daemon re-read its files (0.81:
 	// SIGHUP); without it the reload cases are unsupported. ReloadLog, if
 	// set, is a log line that says a reload finished, ok or not.
 	ReloadSignal string   `toml:"reload_signal"`
 	ReloadLog    string   `toml:"reload_log"`
-	ReloadDelay  duration `toml:"reload_delay"`
+	ReloadDelay  Duration `toml:"reload_delay"`
 	// Events, if set, is where the daemon writes its event stream: a file
 	// (a template, usually "{{.EventsFile}}") or "-" for its standard
 	// output, one JSON object per line with at least "event". With it,
@@ -84,6 +88,11 @@ type Adapter struct {
 	Keygen      []string `toml:"keygen"`
 	Pubkey      []string `toml:"pubkey"`
 
+	// DoormandEvents says the event stream (Events) is doormand's, with
+	// its knock, door, firewall, reload and counters events and their
+	// fields, so that doorman-sim's checks that read them can run.
+	DoormandEvents bool `toml:"doormand_events"`
+
 	// Unsupported maps case IDs to the reason the implementation does not
 	// support them (a documented gap, not a failure). A key ending in "*"
 	// names every case whose ID starts with what comes before it ("12.*":
@@ -96,9 +105,11 @@ type Adapter struct {
 	Source string `toml:"-"`
 }
 
-type duration struct{ time.Duration }
+// Duration is a Go duration in TOML ("100ms", "1.5s").
+type Duration struct{ time.Duration }
 
-func (d *duration) UnmarshalText(b []byte) error {
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	d.Duration = v
 	return err
@@ -150,11 +161,11 @@ func (a *Adapter) validate() error {
 				return fmt.Errorf("%s is a client key; this is a daemon adapter", key)
 			}
 		}
-		if _, err := parseSignal(a.StopSignal); err != nil {
+		if _, err := ParseSignal(a.StopSignal); err != nil {
 			return fmt.Errorf("stop_signal: %w", err)
 		}
 		if a.ReloadSignal != "" {
-			if _, err := parseSignal(a.ReloadSignal); err != nil {
+			if _, err := ParseSignal(a.ReloadSignal); err != nil {
 				return fmt.Errorf("reload_signal: %w", err)
 			}
 		}
@@ -175,8 +186,8 @@ func (a *Adapter) validate() error {
 			if a.ReloadEvent == "" {
 				a.ReloadEvent = "reload"
 			}
-		} else if a.ReadyEvent != "" || a.ReloadEvent != "" {
-			return errors.New("ready_event and reload_event need events")
+		} else if a.ReadyEvent != "" || a.ReloadEvent != "" || a.DoormandEvents {
+			return errors.New("ready_event, reload_event and doormand_events need events")
 		}
 	case KindClient:
 		if len(a.Knock) == 0 {
@@ -186,7 +197,7 @@ func (a *Adapter) validate() error {
 			return errors.New("keygen and pubkey go together: set both or neither")
 		}
 		for key, set := range map[string]bool{"start": len(a.Start) > 0, "preamble": len(a.Preamble) > 0,
-			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != ""} {
+			"reset": len(a.Reset) > 0, "events": a.Events != "", "ready_log": a.ReadyLog != "", "doormand_events": a.DoormandEvents} {
 			if set {
 				return fmt.Errorf("%s is a daemon key; this is a client adapter", key)
 			}
@@ -197,7 +208,10 @@ func (a *Adapter) validate() error {
 	return nil
 }
 
-func parseSignal(s string) (syscall.Signal, error) {
+// ParseSignal reads a signal name as adapters write it: SIGTERM, SIGINT,
+// SIGQUIT, SIGKILL, SIGHUP, SIGUSR1 or SIGUSR2, the SIG optional; "" is
+// SIGTERM.
+func ParseSignal(s string) (syscall.Signal, error) {
 	switch strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "SIG")) {
 	case "", "TERM":
 		return syscall.SIGTERM, nil
@@ -217,10 +231,10 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("signal %q: must be one of SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGHUP, SIGUSR1, SIGUSR2", s)
 }
 
-// lookPath finds a required program in SearchPath, then $PATH, and
+// LookPath finds a required program in SearchPath, then $PATH, and
 // returns its absolute path: commands run in a work directory, so a
 // relative one would name another file there.
-func (a *Adapter) lookPath(name string) (string, error) {
+func (a *Adapter) LookPath(name string) (string, error) {
 	if strings.Contains(name, "/") {
 		if _, err := os.Stat(name); err != nil {
 			return "", err
@@ -240,9 +254,9 @@ func (a *Adapter) lookPath(name string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// unsupported returns the reason the adapter gives for not supporting
+// UnsupportedReason returns the reason the adapter gives for not supporting
 // case id: its own entry, else the longest "prefix*" entry that matches.
-func (a *Adapter) unsupported(id string) (string, bool) {
+func (a *Adapter) UnsupportedReason(id string) (string, bool) {
 	if why, ok := a.Unsupported[id]; ok {
 		return why, true
 	}
@@ -258,16 +272,18 @@ func (a *Adapter) unsupported(id string) (string, bool) {
 // Missing returns the first required program that is not installed, or "".
 func (a *Adapter) Missing() string {
 	for _, r := range a.Requires {
-		if _, err := a.lookPath(r); err != nil {
+		if _, err := a.LookPath(r); err != nil {
 			return r
 		}
 	}
 	return ""
 }
 
-func (a *Adapter) render(name, src string, data any) (string, error) {
+// Render renders the template src (named name in errors) from data, a
+// Model or a client's data. Failures are setup errors (ErrSetup).
+func (a *Adapter) Render(name, src string, data any) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
-		"bin":  func(n string) (string, error) { return a.lookPath(n) },
+		"bin":  func(n string) (string, error) { return a.LookPath(n) },
 		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
 		"json": func(v any) (string, error) {
 			b, err := json.Marshal(v)
@@ -284,10 +300,12 @@ func (a *Adapter) render(name, src string, data any) (string, error) {
 	return b.String(), nil
 }
 
-func (a *Adapter) renderArgv(what string, argv []string, data any) ([]string, error) {
+// RenderArgv renders each element of argv from data; what names the
+// command in errors.
+func (a *Adapter) RenderArgv(what string, argv []string, data any) ([]string, error) {
 	out := make([]string, len(argv))
 	for i, s := range argv {
-		v, err := a.render(what+"["+strconv.Itoa(i)+"]", s, data)
+		v, err := a.Render(what+"["+strconv.Itoa(i)+"]", s, data)
 		if err != nil {
 			return nil, err
 		}
@@ -308,11 +326,11 @@ func (f FileTemplate) fileMode() (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
-// writeFiles renders the adapter's files into dir. Every failure is a
-// setup error.
-func (a *Adapter) writeFiles(dir string, data any) error {
+// WriteFiles renders the adapter's files into dir from data. Every
+// failure is a setup error.
+func (a *Adapter) WriteFiles(dir string, data any) error {
 	for _, f := range a.Files {
-		body, err := a.render(f.Name, f.Template, data)
+		body, err := a.Render(f.Name, f.Template, data)
 		if err != nil {
 			return err
 		}

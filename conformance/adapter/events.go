@@ -1,6 +1,6 @@
 //go:build linux
 
-package conformance
+package adapter
 
 import (
 	"bytes"
@@ -9,18 +9,18 @@ import (
 
 // Event is one object of a daemon's event stream (adapter key events):
 // one JSON object per line with at least "event"; the schema of doormand's
-// stream is in conformance/README.md. Fields the suite does not know are
+// stream is in doormand(8). Fields the suite does not know are
 // kept in Fields and otherwise ignored.
 type Event struct {
 	Name   string         // the "event" member
 	Fields map[string]any // every member, "event" included
 }
 
-// parseEvents reads JSON lines. Lines that are not a JSON object with a
+// ParseEvents reads JSON lines. Lines that are not a JSON object with a
 // string "event" (a log line on a shared standard output, a line torn by
 // a crash) are skipped, not errors: the stream is read while the daemon
 // writes it.
-func parseEvents(b []byte) []Event {
+func ParseEvents(b []byte) []Event {
 	var out []Event
 	for len(b) > 0 {
 		line := b
@@ -47,9 +47,9 @@ func parseEvents(b []byte) []Event {
 	return out
 }
 
-// findEvent returns the index of the first event named name at or after
+// FindEvent returns the index of the first event named name at or after
 // from, or -1.
-func findEvent(evs []Event, name string, from int) int {
+func FindEvent(evs []Event, name string, from int) int {
 	for i := from; i < len(evs); i++ {
 		if evs[i].Name == name {
 			return i
