@@ -690,25 +690,11 @@ func knockShaped(p []byte) bool { return len(p) > 0 && (p[0] < 0x80 || p[0] == p
 // knockFrom sends one fresh knock for scenSvcPort from h to dst's knock
 // port and returns when it was sent.
 func knockFrom(h *netsim.Host, dst netip.Addr) (time.Time, error) {
-	_, payload, err := knocker.Build(knocker.Options{Group: scenGuest, Secret: protocol.Secret(scenSecret), Service: strconv.Itoa(scenSvcPort)})
+	payload, err := classicPayload()
 	if err != nil {
 		return time.Time{}, err
 	}
-	var sent time.Time
-	err = h.Do(func() error {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, scenKnockPort)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		sent = time.Now()
-		_, err = c.Write(payload)
-		return err
-	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("knock from %s to %s: %w", h.Name(), dst, err)
-	}
-	return sent, nil
+	return sendUDPFrom(h, netip.Addr{}, netip.AddrPortFrom(dst, scenKnockPort), payload)
 }
 
 // dialOpenFrom is knocker.DialOpen with every attempt made from inside h.

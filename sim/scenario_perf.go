@@ -206,11 +206,16 @@ func classicPayload() ([]byte, error) {
 	return p, err
 }
 
-// sendUDPFrom sends payload from src (one of h's addresses) to dst.
+// sendUDPFrom sends payload from src (one of h's addresses; the zero
+// Addr: the one the route to dst picks) to dst.
 func sendUDPFrom(h *netsim.Host, src netip.Addr, dst netip.AddrPort, payload []byte) (time.Time, error) {
 	var sent time.Time
+	var laddr *net.UDPAddr
+	if src.IsValid() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	}
 	err := h.Do(func() error {
-		c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
+		c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(dst))
 		if err != nil {
 			return err
 		}
