@@ -123,7 +123,7 @@ func (n *NFTables) watchTableDeletes(st *nftState) *nftables.Monitor {
 				continue // the library closes the channel after an error
 			}
 			if t, ok := ev.Data.(*nftables.Table); ok && ev.Type == nftables.MonitorEventTypeDelTable &&
-				t.Name == st.table.Name && t.Family == nftables.TableFamilyINet {
+				t.Name == n.cfg.Table && t.Family == nftables.TableFamilyINet {
 				select {
 				case st.recon <- struct{}{}:
 				default:
