@@ -624,6 +624,27 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
+// Buffered reports whether a packet is waiting that Read would take
+// without waiting: a frame handed over in the ring, or a datagram queued
+// on the socket in ModeSocket. The daemon asks it to decide whether more
+// knocks may follow the one in hand. Like Read, it must not be called
+// concurrently with Read.
+func (c *Conn) Buffered() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	if !c.socket {
+		return c.ring.ready()
+	}
+	queued := 0
+	c.rc.Control(func(fd uintptr) {
+		queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) // the next datagram's length
+	})
+	return queued > 0
+}
+
 // LinkType names the capture device's link type, e.g. "ethernet",
 // "none (raw IP)", "loopback", "ppp" or "any (cooked)".
 func (c *Conn) LinkType() string { return c.bind.Load().linkType }

@@ -404,6 +404,43 @@ func TestIntegrationSocketMode(t *testing.T) {
 	}
 }
 
+// TestIntegrationBuffered: Buffered tells whether Read has a packet at
+// hand, in the ring and on the socket.
+func TestIntegrationBuffered(t *testing.T) {
+	n := newTestNet(t)
+	for _, mode := range []Mode{ModeNetwork, ModeSocket} {
+		c := open(t, n.b, Config{Interface: vethB, Mode: mode, KnockPort: testPort})
+		watchdog := time.AfterFunc(opTimeout, func() { c.Close() })
+		if c.Buffered() {
+			t.Errorf("%v: Buffered before anything was sent", mode)
+		}
+		sendUDP(t, n.a, knock4, knockTo("buf1"))
+		sendUDP(t, n.a, knock4, knockTo("buf2"))
+		var p Packet
+		must(t, "Read", c.Read(&p))
+		// The second one came right behind the first.
+		deadline := time.Now().Add(opTimeout)
+		for !c.Buffered() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if !c.Buffered() {
+			t.Errorf("%v: Buffered false with a knock waiting", mode)
+		}
+		must(t, "Read", c.Read(&p))
+		if string(p.Payload) != knockTo("buf2") {
+			t.Errorf("%v: second Read = %q", mode, p.Payload)
+		}
+		if c.Buffered() {
+			t.Errorf("%v: Buffered true with nothing left", mode)
+		}
+		watchdog.Stop()
+		c.Close()
+		if c.Buffered() {
+			t.Errorf("%v: Buffered true after Close", mode)
+		}
+	}
+}
+
 func TestIntegrationClose(t *testing.T) {
 	n := newTestNet(t)
 	for _, mode := range []Mode{ModeNetwork, ModeSocket} {
