@@ -21,17 +21,6 @@ import (
 
 // Ring and socket tuning.
 const (
-	// ringFrameSize and ringFrames size the TPACKET_V2 ring: 8192 frames
-	// of 512 bytes, 4 MiB, since knock floods are expected and a full ring
-	// drops knocks. A frame holds its headers (80 bytes before the network
-	// header) and the largest knock candidate (an IPv6 modern knock, 226
-	// bytes from the IP header on) behind a link header of up to 128
-	// bytes; a longer frame is cut short and reported as ErrTruncated.
-	// ringBlockSize is the kernel's unit of allocation: one page, so that
-	// the ring never needs contiguous pages.
-	ringFrameSize = 512
-	ringBlockSize = 1 << 12
-	ringFrames    = 8192
 	// rcvBufSize is the UDP socket receive buffer asked for in ModeSocket.
 	rcvBufSize = 4 << 20
 	// socketBufSize holds the largest UDP payload; only payloads that may
@@ -102,14 +91,17 @@ type Conn struct {
 }
 
 // ring is the mapped TPACKET_V2 receive ring and the reader's place in it.
+// A frame longer than the ring's frames is cut short by the kernel, and
+// reported as ErrTruncated.
 type ring struct {
 	mem []byte
-	cur int // the next frame to read
+	geo ringGeometry
+	cur ringCursor // the next frame to read
 }
 
 // status points at the current frame's tp_status, shared with the kernel.
 func (r *ring) status() *uint32 {
-	return (*uint32)(unsafe.Pointer(&r.mem[r.cur*ringFrameSize+tp2StatusOff]))
+	return (*uint32)(unsafe.Pointer(&r.mem[r.cur.off+tp2StatusOff]))
 }
 
 // ready reports whether the current frame is handed to user space.
@@ -117,15 +109,14 @@ func (r *ring) ready() bool { return atomic.LoadUint32(r.status())&unix.TP_STATU
 
 // frame returns the current frame's slot.
 func (r *ring) frame() []byte {
-	return r.mem[r.cur*ringFrameSize : (r.cur+1)*ringFrameSize : (r.cur+1)*ringFrameSize]
+	end := r.cur.off + r.geo.frameSize
+	return r.mem[r.cur.off:end:end]
 }
 
 // release hands the current frame back to the kernel and moves on.
 func (r *ring) release() {
-	atomic.StoreUint32(r.status(), unix.TP_STATUS_KERNEL)
-	if r.cur++; r.cur == ringFrames {
-		r.cur = 0
-	}
+	storeRelease(r.status(), unix.TP_STATUS_KERNEL)
+	r.geo.advance(&r.cur)
 }
 
 // Open starts capturing as cfg says. The Conn lives until Close is called
@@ -258,16 +249,20 @@ func (c *Conn) openPacket() error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
 		return fmt.Errorf("setsockopt(PACKET_VERSION, TPACKET_V2): %w", err)
 	}
+	c.ring.geo = newRingGeometry(cookedFrameSize)
+	if c.cfg.Mode == ModeRaw {
+		c.ring.geo = newRingGeometry(rawFrameSize)
+	}
 	req := unix.TpacketReq{
 		Block_size: ringBlockSize,
-		Block_nr:   ringFrames * ringFrameSize / ringBlockSize,
-		Frame_size: ringFrameSize,
-		Frame_nr:   ringFrames,
+		Block_nr:   ringBlocks,
+		Frame_size: uint32(c.ring.geo.frameSize),
+		Frame_nr:   uint32(c.ring.geo.frames),
 	}
 	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("setsockopt(PACKET_RX_RING): %w", err)
 	}
-	c.ring.mem, err = unix.Mmap(fd, 0, ringFrames*ringFrameSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	c.ring.mem, err = unix.Mmap(fd, 0, ringBlocks*ringBlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap of the packet ring: %w", err)
 	}

@@ -298,7 +298,7 @@ func TestFloodSender(t *testing.T) {
 func drainRing(t *testing.T, n *testNet) {
 	c := open(t, n.b, Config{Interface: vethB, KnockPort: testPort})
 	defer c.Close()
-	count := ringFrames * 7 / 8 // fits the ring
+	count := newRingGeometry(cookedFrameSize).frames * 7 / 8 // fits the ring
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=dmcap-%s-a,%s,%s,%d,%d", floodEnv, n.suffix, knock4, "knock-shaped", count, 0))
 	cmd.Stderr = os.Stderr

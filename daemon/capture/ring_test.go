@@ -162,3 +162,37 @@ func TestWakePacer(t *testing.T) {
 		}
 	}
 }
+
+// TestRingGeometry: the frames fit the longest candidate behind the
+// headers the kernel puts before it, lie inside their blocks as the kernel
+// lays them out, and the cursor walks them in order and wraps around.
+func TestRingGeometry(t *testing.T) {
+	align := func(n int) int { return (n + 15) &^ 15 } // TPACKET_ALIGN
+	longest := 40 + 8 + maxPayload                     // IPv6, UDP, payload
+	if need := align(tp2HdrLen+sllLen+16) + longest; cookedFrameSize < need {
+		t.Errorf("cooked frames of %d bytes, need %d", cookedFrameSize, need)
+	}
+	if need := align(tp2HdrLen+sllLen+128) + longest; rawFrameSize < need {
+		t.Errorf("raw frames of %d bytes, need %d behind a 128-byte link header", rawFrameSize, need)
+	}
+	for _, size := range []int{cookedFrameSize, rawFrameSize} {
+		if size%16 != 0 {
+			t.Errorf("frame size %d is not a multiple of TPACKET_ALIGNMENT", size)
+		}
+		g := newRingGeometry(size)
+		if g.frames*size > ringBlocks*ringBlockSize || g.perBlock != ringBlockSize/size {
+			t.Fatalf("geometry %+v", g)
+		}
+		var c ringCursor
+		for i := range g.frames + 3 {
+			want := i % g.frames
+			if c.i != want || c.off != g.offset(want) || c.slot != want%g.perBlock {
+				t.Fatalf("size %d, step %d: cursor %+v, want frame %d at %d", size, i, c, want, g.offset(want))
+			}
+			if blk := c.off / ringBlockSize; (c.off+size-1)/ringBlockSize != blk {
+				t.Fatalf("size %d: frame %d at %d crosses a block boundary", size, c.i, c.off)
+			}
+			g.advance(&c)
+		}
+	}
+}
