@@ -35,7 +35,8 @@
 // # Receive path
 //
 // ModeNetwork and ModeRaw receive through a memory-mapped TPACKET_V2 ring
-// of 8192 frames of 512 bytes. The kernel hands each frame to user space
+// of 4 MiB (12288 frames of 336 bytes; 8192 of 512 in ModeRaw, for link
+// headers up to 128 bytes). The kernel hands each frame to user space
 // as soon as it has written it, so an idle knock is read within the time
 // the kernel takes to wake the reader (about 0.1 ms here; a TPACKET_V3
 // ring, which hands over blocks of frames only when a block is full or a
