@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/doorman-project/doorman/daemon/config"
@@ -69,7 +70,7 @@ type doorKey struct {
 	port     uint16
 }
 
-// door is one door's state in the door loop. Only routineDoors touches it.
+// door is one door's state in the door loop, guarded by doorLoop.mu.
 type door struct {
 	id       uint64
 	key      doorKey
@@ -121,15 +122,29 @@ type keyTurn struct {
 	queue  []*door
 }
 
-// doorLoop is the state of routineDoors.
+// doorLoop is the state of every door. routineDoors drives it; a routine
+// that accepted a knock may arm the knock's door itself (armNow).
 type doorLoop struct {
-	e       *Engine
+	e *Engine
+	// kick wakes routineDoors when a door armed outside it needs its timer
+	// earlier than timerAt.
+	kick chan struct{}
+
+	// mu guards what follows. routineDoors holds it while it handles what
+	// woke it.
+	mu      sync.Mutex
 	doors   map[uint64]*door
 	turns   map[doorKey]*keyTurn
 	closing map[uint64]*door // closed doors the firewall has not let go of yet
 	timers  doorHeap
 	pending []change
 	nextID  uint64
+	timerAt time.Time // when routineDoors's timer fires next; zero until it runs
+}
+
+func newDoorLoop(e *Engine) *doorLoop {
+	return &doorLoop{e: e, kick: make(chan struct{}, 1), doors: map[uint64]*door{}, turns: map[doorKey]*keyTurn{},
+		closing: map[uint64]*door{}}
 }
 
 // change is one firewall state change waiting for the next Apply, and what
@@ -140,42 +155,88 @@ type change struct {
 	then func(error)
 }
 
-// routineDoors drives every door: new doors from the receive routine,
+// routineDoors drives every door: new doors from the knock routines,
 // claims from the firewall, and the doors' own timers. It batches the
 // firewall changes of everything that happened at once into one Apply.
 // When stop is closed it closes every door and returns.
-func (e *Engine) routineDoors(stop <-chan struct{}) {
-	l := &doorLoop{e: e, doors: map[uint64]*door{}, turns: map[doorKey]*keyTurn{}, closing: map[uint64]*door{}}
-	timer := time.NewTimer(time.Hour)
+func (e *Engine) routineDoors(l *doorLoop, stop <-chan struct{}) {
+	// Doors may have been armed before this routine started.
+	l.mu.Lock()
+	due := l.nextDue()
+	l.timerAt = time.Now().Add(due)
+	l.mu.Unlock()
+	timer := time.NewTimer(due)
 	defer timer.Stop()
 	for {
 		select {
 		case r := <-e.newDoors:
+			l.mu.Lock()
 			l.open(r)
-			// Take what else is waiting, up to a batch.
-		more:
-			for range 256 {
-				select {
-				case r := <-e.newDoors:
-					l.open(r)
-				case c := <-e.claims:
-					l.claim(c)
-				default:
-					break more
-				}
-			}
+			l.takeWaitingLocked()
 		case c := <-e.claims:
+			l.mu.Lock()
 			l.claim(c)
+			l.takeWaitingLocked()
 		case <-timer.C:
+			l.mu.Lock()
 			l.fire(e.now())
+		case <-l.kick:
+			l.mu.Lock()
 		case <-stop:
+			l.mu.Lock()
 			l.shutdown()
+			l.mu.Unlock()
 			return
 		}
 		l.flush()
-		e.openDoors.Store(int64(len(l.doors)))
-		timer.Reset(l.nextDue())
+		due = l.nextDue()
+		l.timerAt = time.Now().Add(due)
+		l.mu.Unlock()
+		timer.Reset(due)
 	}
+}
+
+// takeWaitingLocked takes the door requests and claims waiting, up to a
+// batch, in the order they came.
+func (l *doorLoop) takeWaitingLocked() {
+	for range 256 {
+		select {
+		case r := <-l.e.newDoors:
+			l.open(r)
+		case c := <-l.e.claims:
+			l.claim(c)
+		default:
+			return
+		}
+	}
+}
+
+// requestDoor opens the door of an accepted knock. more says whether
+// other knocks are about to follow (the caller has more packets at hand).
+//
+// Handing a knock to routineDoors costs a thread wakeup: in the virtual
+// machines measured, 20-50 µs at the median and several hundred at the
+// 90th percentile, against a firewall commit of about 100 µs. So when
+// routineDoors is idle and nothing else waits, the caller arms the door
+// itself (in the same order: what waited goes first). When knocks come in
+// a crowd or more follow, it hands them over instead: routineDoors then
+// batches them into one commit while the caller verifies the next ones.
+func (e *Engine) requestDoor(r doorRequest, more bool) {
+	l := e.loop
+	if l == nil || more || !l.mu.TryLock() {
+		e.newDoors <- r
+		return
+	}
+	l.takeWaitingLocked()
+	l.open(r)
+	l.flush()
+	if len(l.timers) > 0 && !l.timerAt.IsZero() && l.timers[0].due.Before(l.timerAt) {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
 }
 
 // nextDue returns how long until the earliest door timer.
@@ -237,6 +298,7 @@ func (l *doorLoop) open(r doorRequest) {
 		d.iface = s.Interface
 	}
 	l.doors[d.id] = d
+	l.e.openDoors.Store(int64(len(l.doors)))
 	t := l.turns[d.key]
 	if t == nil {
 		t = &keyTurn{}
@@ -461,6 +523,7 @@ func (l *doorLoop) finish(d *door, why CloseReason) {
 	prev := d.state
 	d.state = DoorClosed
 	delete(l.doors, d.id)
+	l.e.openDoors.Store(int64(len(l.doors))) // before the event: who saw it closed sees it counted
 	if t := l.turns[d.key]; t != nil {
 		for i, q := range t.queue {
 			if q == d {

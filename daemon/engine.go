@@ -172,6 +172,7 @@ type Engine struct {
 
 	newDoors  chan doorRequest
 	claims    chan firewall.Claim
+	loop      *doorLoop    // while Run runs; nil = hand every door to newDoors
 	openDoors atomic.Int64 // doors not closed, as the door loop last counted
 }
 
@@ -293,7 +294,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	stopDoors := make(chan struct{})
 	wg.Add(1)
-	go func() { defer wg.Done(); e.routineDoors(stopDoors) }()
+	e.loop = newDoorLoop(e)
+	go func() { defer wg.Done(); e.routineDoors(e.loop, stopDoors) }()
 	stopModern := make(chan struct{})
 	var modern sync.WaitGroup
 	for range modernWorkers() {

@@ -276,6 +276,56 @@ func TestWaitforExpiry(t *testing.T) {
 	fwDoors(t, h.fw)
 }
 
+// bufferedSource is a chanSource that always has more packets at hand, so
+// that every door goes through routineDoors.
+type bufferedSource struct{ *chanSource }
+
+func (bufferedSource) Buffered() bool { return true }
+
+// TestDoorHandedOver: with more packets at hand the receive routine hands
+// the door to routineDoors, which arms and expires it (CLASSIC-6.3).
+func TestDoorHandedOver(t *testing.T) {
+	h := newHarnessWith(t, settings(), func(o *Options) { o.Source = bufferedSource{o.Source.(*chanSource)} })
+	h.sendUDP(client, knock(t, 22, "alice", "s3cretKnock"))
+	h.expect(DoorArmed)
+	fwDoors(t, h.fw, firewall.DoorArmed)
+	h.expectClosed(CloseWaitFor)
+	fwDoors(t, h.fw)
+}
+
+// TestRequestDoor: an idle door loop lets the knock's routine arm the door
+// itself, after the requests handed over before it; with more knocks to
+// follow, or the loop busy, the request is handed over.
+func TestRequestDoor(t *testing.T) {
+	fw := firewall.NewFake()
+	e := New(Options{Settings: settings(), Firewall: fw})
+	if err := fw.Start(context.Background(), e.notify()); err != nil {
+		t.Fatal(err)
+	}
+	e.loop = newDoorLoop(e)
+	req := func(i byte) doorRequest {
+		return doorRequest{src: netip.AddrFrom4([4]byte{198, 18, 0, i}), dst: server, port: 22, group: "alice", at: time.Now()}
+	}
+	e.newDoors <- req(1) // handed over earlier, not taken yet
+	e.requestDoor(req(2), false)
+	doors := fw.Doors()
+	if len(doors) != 2 || len(e.newDoors) != 0 || e.OpenDoors() != 2 {
+		t.Fatalf("after arming in place: firewall %+v, %d waiting, %d open", doors, len(e.newDoors), e.OpenDoors())
+	}
+	for i, d := range doors {
+		if d.ID != uint64(i+1) || d.Src != req(byte(i+1)).src || d.State != firewall.DoorArmed {
+			t.Errorf("door %d = %+v: not armed in the order requested", i, d)
+		}
+	}
+	e.requestDoor(req(3), true)
+	e.loop.mu.Lock() // routineDoors at work
+	e.requestDoor(req(4), false)
+	e.loop.mu.Unlock()
+	if n := len(fw.Doors()); n != 2 || len(e.newDoors) != 2 {
+		t.Fatalf("%d doors armed, %d handed over; want 2 and 2", n, len(e.newDoors))
+	}
+}
+
 // TestSpoofedClaimRearmed: a SYN claims the door but nothing follows it
 // up (a blind spoof): after connection-delay-1 the door is armed again for
 // the rest of waitfor, and the real client gets in (CLASSIC-6.5/2).
@@ -578,7 +628,7 @@ func TestDoorMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	go func() { e.routineDoors(stop); close(done) }()
+	go func() { e.routineDoors(newDoorLoop(e), stop); close(done) }()
 	now := time.Now()
 	for i := range n {
 		e.newDoors <- doorRequest{src: netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), dst: server, port: 22, group: "alice", at: now}

@@ -34,6 +34,13 @@ func (e *Engine) RoutineReceive() error {
 	}
 }
 
+// buffered reports whether the source holds packets it can deliver at
+// once (capture.Conn.Buffered); a source that cannot tell holds none.
+func (e *Engine) buffered() bool {
+	b, ok := e.opts.Source.(interface{ Buffered() bool })
+	return ok && b.Buffered()
+}
+
 // dropReason maps the capture's per-packet drop errors to counters; any
 // other error is the source failing.
 func dropReason(err error) (Reason, bool) {
@@ -133,7 +140,7 @@ func (e *Engine) handleKnock(p *capture.Packet, k *protocol.Knock) {
 	e.log.LogAttrs(context.Background(), config.LevelNotice, "knock accepted", slog.Any("src", p.Src),
 		slog.String("group", g.Name), slog.Int("port", int(k.Port)), slog.Any("dst", p.Dst), slog.String("protocol", protocolClassic))
 	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: protocolClassic, Src: p.Src, Dst: p.Dst, Group: g.Name, Port: k.Port})
-	e.newDoors <- doorRequest{src: p.Src, dst: p.Dst, port: k.Port, group: g.Name, at: e.now()}
+	e.requestDoor(doorRequest{src: p.Src, dst: p.Dst, port: k.Port, group: g.Name, at: e.now()}, e.buffered())
 }
 
 // reject counts a refused knock, logs it at warning level and reports it,

@@ -220,7 +220,7 @@ func (e *Engine) verifyModern(j *modernJob) {
 	e.log.LogAttrs(context.Background(), config.LevelNotice, "knock accepted", attrs...)
 	e.emit(Event{Kind: EventKnock, Verdict: ReasonAccepted, Protocol: protocolModern, Src: door, Dst: j.dst,
 		Group: g.Name, Port: k.Port, Modern: m.info})
-	e.newDoors <- doorRequest{src: door, dst: j.dst, port: k.Port, pinPort: k.SourcePort, group: g.Name, at: e.now()}
+	e.requestDoor(doorRequest{src: door, dst: j.dst, port: k.Port, pinPort: k.SourcePort, group: g.Name, at: e.now()}, len(e.modernQ) > 0)
 }
 
 // window returns the time window in force.

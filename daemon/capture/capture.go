@@ -14,12 +14,12 @@ type Mode int
 
 const (
 	// ModeNetwork captures with an AF_PACKET SOCK_DGRAM ("cooked") socket
-	// through a TPACKET_V3 ring: the kernel strips the link-layer header,
+	// through a TPACKET_V2 ring: the kernel strips the link-layer header,
 	// so nothing has to be guessed. It works on every link type, including
 	// the "any" device. The default.
 	ModeNetwork Mode = iota
 	// ModeRaw captures with an AF_PACKET SOCK_RAW socket through a
-	// TPACKET_V3 ring and skips a link header of Config.LinkHeaderLen
+	// TPACKET_V2 ring and skips a link header of Config.LinkHeaderLen
 	// bytes, or a length guessed from the device's ARPHRD type when
 	// LinkHeaderLen < 0 (the original's link-header-length).
 	ModeRaw

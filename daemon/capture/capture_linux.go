@@ -21,39 +21,11 @@ import (
 
 // Ring and socket tuning.
 const (
-	// ringBlockSize and ringBlocks size the TPACKET_V3 ring: 4 MiB, since
-	// knock floods are expected and a full ring drops knocks. The kernel
-	// hands a block over when it is full or when the retire timeout
-	// expires, however little it holds: many small blocks keep the ring
-	// from filling up with nearly empty blocks when the reader falls
-	// behind (256 blocks are at least 256 ms at 1 ms each). Any knock
-	// candidate fits a block many times over.
-	ringBlockSize = 1 << 14
-	ringBlocks    = 256
-	// ringFrameSize only matters for the kernel's consistency check of
-	// the ring request: TPACKET_V3 packs frames of any length.
-	ringFrameSize = 1 << 11
-	// ringRetire is the block retire timeout in milliseconds: the longest
-	// a lone knock waits in a block that is not full. The kernel's
-	// minimum, 1 ms, keeps an idle knock's delay near a millisecond.
-	ringRetire = 1
 	// rcvBufSize is the UDP socket receive buffer asked for in ModeSocket.
 	rcvBufSize = 4 << 20
 	// socketBufSize holds the largest UDP payload; only payloads that may
 	// be knocks are passed on, and a longer one is reported truncated.
 	socketBufSize = 64 << 10
-	// busyFrames and busyPauseMS coalesce wakeups under load. Sleeping
-	// and waking up costs tens of microseconds of CPU (25-50 µs measured
-	// here, in a nested virtual machine), as much as hundreds of frames;
-	// so when a wakeup brought busyFrames or more, the ring is busy, and
-	// the reader pauses busyPauseMS before it looks again instead of
-	// waking up for every block: under a flood it wakes at most about 500
-	// times a second (a few percent of a core), whatever the rate. An idle
-	// knock still comes within the retire timeout; under a flood one waits
-	// up to the pause longer, which the knock-latency target (5 ms at the
-	// 99th percentile under a 200k/s flood) leaves room for.
-	busyFrames  = 32
-	busyPauseMS = 2
 	// waitRetries bounds how many times in a row waiting for packets may
 	// fail before Read gives up (see Read); waitBackoff is the pause
 	// between tries.
@@ -104,9 +76,9 @@ type Conn struct {
 	// Receive state, reused by every Read so that Read does not allocate.
 	ring    ring
 	pfd     [2]unix.PollFd // the packet socket and evfd
-	batch   int            // frames handled since the reader last waited
+	pacer   wakePacer
 	payload [maxPayload]byte
-	badWarn bool // a malformed ring block was logged
+	badWarn bool // a malformed ring frame was logged
 	// ModeSocket state.
 	buf    []byte
 	name   unix.RawSockaddrAny
@@ -118,27 +90,33 @@ type Conn struct {
 	rerr   syscall.Errno
 }
 
-// ring is the mapped TPACKET_V3 receive ring and the reader's place in it.
+// ring is the mapped TPACKET_V2 receive ring and the reader's place in it.
+// A frame longer than the ring's frames is cut short by the kernel, and
+// reported as ErrTruncated.
 type ring struct {
-	mem  []byte
-	cur  int  // block being walked, or the next one to wait for
-	open bool // cur belongs to user space and is being walked
-	walk blockWalker
+	mem []byte
+	geo ringGeometry
+	cur ringCursor // the next frame to read
 }
 
-// status points at block i's block_status, shared with the kernel.
-func (r *ring) status(i int) *uint32 {
-	return (*uint32)(unsafe.Pointer(&r.mem[i*ringBlockSize+blockStatusOff]))
+// status points at the current frame's tp_status, shared with the kernel.
+func (r *ring) status() *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.mem[r.cur.off+tp2StatusOff]))
 }
 
-// ready reports whether the current block is handed to user space.
-func (r *ring) ready() bool { return atomic.LoadUint32(r.status(r.cur))&unix.TP_STATUS_USER != 0 }
+// ready reports whether the current frame is handed to user space.
+func (r *ring) ready() bool { return atomic.LoadUint32(r.status())&unix.TP_STATUS_USER != 0 }
 
-// release hands the current block back to the kernel and moves on.
+// frame returns the current frame's slot.
+func (r *ring) frame() []byte {
+	end := r.cur.off + r.geo.frameSize
+	return r.mem[r.cur.off:end:end]
+}
+
+// release hands the current frame back to the kernel and moves on.
 func (r *ring) release() {
-	atomic.StoreUint32(r.status(r.cur), unix.TP_STATUS_KERNEL)
-	r.cur = (r.cur + 1) % ringBlocks
-	r.open = false
+	storeRelease(r.status(), unix.TP_STATUS_KERNEL)
+	r.geo.advance(&r.cur)
 }
 
 // Open starts capturing as cfg says. The Conn lives until Close is called
@@ -268,20 +246,23 @@ func (c *Conn) openPacket() error {
 	// Kernels before 4.20 lack PACKET_IGNORE_OUTGOING; the filter drops
 	// outgoing frames anyway.
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
-		return fmt.Errorf("setsockopt(PACKET_VERSION, TPACKET_V3): %w", err)
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return fmt.Errorf("setsockopt(PACKET_VERSION, TPACKET_V2): %w", err)
 	}
-	req := unix.TpacketReq3{
-		Block_size:     ringBlockSize,
-		Block_nr:       ringBlocks,
-		Frame_size:     ringFrameSize,
-		Frame_nr:       ringBlockSize / ringFrameSize * ringBlocks,
-		Retire_blk_tov: ringRetire,
+	c.ring.geo = newRingGeometry(cookedFrameSize)
+	if c.cfg.Mode == ModeRaw {
+		c.ring.geo = newRingGeometry(rawFrameSize)
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+	req := unix.TpacketReq{
+		Block_size: ringBlockSize,
+		Block_nr:   ringBlocks,
+		Frame_size: uint32(c.ring.geo.frameSize),
+		Frame_nr:   uint32(c.ring.geo.frames),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("setsockopt(PACKET_RX_RING): %w", err)
 	}
-	c.ring.mem, err = unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	c.ring.mem, err = unix.Mmap(fd, 0, ringBlocks*ringBlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap of the packet ring: %w", err)
 	}
@@ -459,46 +440,41 @@ type waitError struct{ err error }
 
 func (e *waitError) Error() string { return e.err.Error() }
 
-// readRing takes the next frame from the ring, waiting for a block when
-// none is ready. skip means the frame is not to be reported at all.
+// readRing takes the next frame from the ring, waiting for one when none
+// is ready. skip means the frame is not to be reported at all.
 func (c *Conn) readRing(p *Packet) (skip bool, err error) {
 	r := &c.ring
-	if !r.open {
-		if !r.ready() {
-			busy := c.batch >= busyFrames
-			c.batch = 0
-			if err := c.waitRing(busy); err != nil {
-				return false, err
-			}
-			return true, nil // the block is ready: walk it on the next turn
+	if !r.ready() {
+		if err := c.waitRing(); err != nil {
+			return false, err
 		}
-		r.walk.reset(r.mem[r.cur*ringBlockSize : (r.cur+1)*ringBlockSize])
-		r.open = true
+		return true, nil // a frame is ready: read it on the next turn
 	}
 	var f ringFrame
-	ok, bad := r.walk.next(&f)
-	if bad && !c.badWarn {
-		c.badWarn = true
-		c.log.Warn("capture: malformed block in the packet ring; its remaining frames are lost", "interface", c.cfg.Interface)
-	}
-	if !ok {
-		// The payload handed out last was copied, so the block can go
-		// back to the kernel now.
+	if !parseFrame(r.frame(), &f) {
+		if !c.badWarn {
+			c.badWarn = true
+			c.log.Warn("capture: malformed frame in the packet ring; skipped", "interface", c.cfg.Interface)
+		}
 		r.release()
 		return true, nil
 	}
-	c.batch++
-	return c.frame(p, &f)
+	// The payload handed out is copied, so the frame can go back to the
+	// kernel before the caller looks at it.
+	skip, err = c.frame(p, &f)
+	r.release()
+	return skip, err
 }
 
-// waitRing blocks until the ring's current block is handed over or Close
-// is called; when busy, it first pauses busyPauseMS. An error report of
-// the socket (the device went down) wakes it too: reading SO_ERROR clears
-// it.
-func (c *Conn) waitRing(busy bool) error {
-	if busy {
+// waitRing blocks until the ring's current frame is handed over or Close
+// is called, after the pause the pacer asks for, if any. An error report
+// of the socket (the device went down) wakes it too: reading SO_ERROR
+// clears it.
+func (c *Conn) waitRing() error {
+	if pause := c.pacer.next(time.Now()); pause > 0 {
 		// Only Close ends the pause early.
-		if _, err := unix.Poll(c.pfd[1:], busyPauseMS); err == nil && c.pfd[1].Revents != 0 {
+		ts := unix.NsecToTimespec(pause.Nanoseconds())
+		if _, err := unix.Ppoll(c.pfd[1:], &ts, nil); err == nil && c.pfd[1].Revents != 0 {
 			return c.errClosed
 		}
 	}
@@ -641,6 +617,27 @@ func (c *Conn) Close() error {
 		c.readMu.Unlock()
 	})
 	return c.closeErr
+}
+
+// Buffered reports whether a packet is waiting that Read would take
+// without waiting: a frame handed over in the ring, or a datagram queued
+// on the socket in ModeSocket. The daemon asks it to decide whether more
+// knocks may follow the one in hand. Like Read, it must not be called
+// concurrently with Read.
+func (c *Conn) Buffered() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	if !c.socket {
+		return c.ring.ready()
+	}
+	queued := 0
+	c.rc.Control(func(fd uintptr) {
+		queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) // the next datagram's length
+	})
+	return queued > 0
 }
 
 // LinkType names the capture device's link type, e.g. "ethernet",

@@ -21,6 +21,9 @@ func (c *Conn) Read(p *Packet) error {
 	return fmt.Errorf("capture: read: not supported on %s", runtime.GOOS)
 }
 
+// Buffered reports false: capture is only implemented on Linux.
+func (c *Conn) Buffered() bool { return false }
+
 // Close does nothing: capture is only implemented on Linux.
 func (c *Conn) Close() error { return nil }
 

@@ -190,7 +190,7 @@ func ringDrops(t testing.TB, c *Conn) uint32 {
 	if c.socket {
 		return 0
 	}
-	st, err := unix.GetsockoptTpacketStatsV3(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestFloodSender(t *testing.T) {
 func drainRing(t *testing.T, n *testNet) {
 	c := open(t, n.b, Config{Interface: vethB, KnockPort: testPort})
 	defer c.Close()
-	count := 15000 // fits the ring (about 21000 frames of this size)
+	count := newRingGeometry(cookedFrameSize).frames * 7 / 8 // fits the ring
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=dmcap-%s-a,%s,%s,%d,%d", floodEnv, n.suffix, knock4, "knock-shaped", count, 0))
 	cmd.Stderr = os.Stderr

@@ -56,6 +56,19 @@ func TestIntegrationNetworkMode(t *testing.T) {
 			t.Errorf("Read = %+v", p)
 		}
 	})
+	t.Run("longest candidates fit a ring frame", func(t *testing.T) {
+		for _, to := range []netip.AddrPort{knock4, knock6} {
+			long := string([]byte{protocol.ModernMagic}) + strings.Repeat("m", protocol.MaxModernLen-1)
+			sendUDP(t, n.a, to, long)
+			expectKnock(t, ch, long)
+			long = "65535 " + strings.Repeat("g", protocol.MaxGroupLen) + " 0000000000 " + strings.Repeat("0", protocol.MACHexLen) + "\n"
+			if len(long) != protocol.MaxClassicLen+1 {
+				t.Fatalf("longest classic knock is %d bytes, want %d", len(long), protocol.MaxClassicLen+1)
+			}
+			sendUDP(t, n.a, to, long)
+			expectKnock(t, ch, long)
+		}
+	})
 	t.Run("filtered in the kernel", func(t *testing.T) {
 		// None of these reaches Read: the next outcome is the marker.
 		sendUDP(t, n.a, netip.AddrPortFrom(addrB4.Addr(), testPort+1), knockTo("other"))
@@ -169,6 +182,9 @@ func TestIntegrationRawMode(t *testing.T) {
 	expectKnock(t, goodCh, knockTo("raw4"))
 	sendUDP(t, n.a, knock6, knockTo("raw6"))
 	expectKnock(t, goodCh, knockTo("raw6"))
+	long := string([]byte{protocol.ModernMagic}) + strings.Repeat("m", protocol.MaxModernLen-1)
+	sendUDP(t, n.a, knock6, long) // the longest candidate fits a ring frame
+	expectKnock(t, goodCh, long)
 	// The kernel removes an 802.1Q tag before packet sockets see the
 	// frame: the header stays 14 bytes (libpcap would show 18).
 	n.inject(t, n.frameToB(100, udp4(addrA4.Addr(), addrB4.Addr(), 4001, testPort, []byte(knockTo("rawvlan")))))
@@ -184,7 +200,7 @@ func TestIntegrationRawMode(t *testing.T) {
 			t.Errorf("diagnostic conn with a wrong length delivered %+v", r.p)
 		}
 	}
-	time.Sleep(20 * time.Millisecond) // beyond the ring's retire timeout
+	time.Sleep(20 * time.Millisecond) // the wrong one had time to read them too
 	wrong.Close()
 	for r := range wrongCh {
 		if !errors.Is(r.err, net.ErrClosed) {
@@ -385,6 +401,43 @@ func TestIntegrationSocketMode(t *testing.T) {
 	expectErr(t, ch, ErrNotLocal)
 	if !strings.Contains(dump.String(), "link type udp socket") {
 		t.Errorf("hex dump: %q", dump.String())
+	}
+}
+
+// TestIntegrationBuffered: Buffered tells whether Read has a packet at
+// hand, in the ring and on the socket.
+func TestIntegrationBuffered(t *testing.T) {
+	n := newTestNet(t)
+	for _, mode := range []Mode{ModeNetwork, ModeSocket} {
+		c := open(t, n.b, Config{Interface: vethB, Mode: mode, KnockPort: testPort})
+		watchdog := time.AfterFunc(opTimeout, func() { c.Close() })
+		if c.Buffered() {
+			t.Errorf("%v: Buffered before anything was sent", mode)
+		}
+		sendUDP(t, n.a, knock4, knockTo("buf1"))
+		sendUDP(t, n.a, knock4, knockTo("buf2"))
+		var p Packet
+		must(t, "Read", c.Read(&p))
+		// The second one came right behind the first.
+		deadline := time.Now().Add(opTimeout)
+		for !c.Buffered() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if !c.Buffered() {
+			t.Errorf("%v: Buffered false with a knock waiting", mode)
+		}
+		must(t, "Read", c.Read(&p))
+		if string(p.Payload) != knockTo("buf2") {
+			t.Errorf("%v: second Read = %q", mode, p.Payload)
+		}
+		if c.Buffered() {
+			t.Errorf("%v: Buffered true with nothing left", mode)
+		}
+		watchdog.Stop()
+		c.Close()
+		if c.Buffered() {
+			t.Errorf("%v: Buffered true after Close", mode)
+		}
 	}
 }
 

@@ -48,7 +48,7 @@ var (
 
 // newNamespace creates a named namespace dmcap-<suffix>-<role> and removes
 // it when the test ends. It skips the test when namespaces cannot be made.
-func newNamespace(t *testing.T, suffix, role string) netns.NsHandle {
+func newNamespace(t testing.TB, suffix, role string) netns.NsHandle {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("integration test: needs root to create network namespaces")
@@ -84,7 +84,7 @@ func newNamespace(t *testing.T, suffix, role string) netns.NsHandle {
 }
 
 // inNS runs f on a thread switched into ns. Sockets f creates stay in ns.
-func inNS(t *testing.T, ns netns.NsHandle, f func()) {
+func inNS(t testing.TB, ns netns.NsHandle, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -107,7 +107,7 @@ func inNS(t *testing.T, ns netns.NsHandle, f func()) {
 	f()
 }
 
-func must(t *testing.T, what string, err error) {
+func must(t testing.TB, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -121,7 +121,7 @@ func addrOf(p netip.Prefix) *netlink.Addr {
 	}
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	t.Helper()
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
 	n := &testNet{suffix: suffix, a: newNamespace(t, suffix, "a"), b: newNamespace(t, suffix, "b")}
@@ -143,7 +143,7 @@ func newTestNet(t *testing.T) *testNet {
 
 // connect creates the veth pair between A and B with its addresses and
 // neighbours, and waits until both ends carry traffic.
-func (n *testNet) connect(t *testing.T) {
+func (n *testNet) connect(t testing.TB) {
 	t.Helper()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vethA}, PeerName: vethB, PeerNamespace: netlink.NsFd(int(n.b))}
 	must(t, "add veth", n.ha.LinkAdd(veth))
@@ -167,7 +167,7 @@ func (n *testNet) connect(t *testing.T) {
 
 // waitReady waits until the veth pair carries traffic both ways and sets
 // the static neighbours.
-func (n *testNet) waitReady(t *testing.T) {
+func (n *testNet) waitReady(t testing.TB) {
 	t.Helper()
 	// A veth end brought up before its peer gets its qdisc only when the
 	// kernel's link watcher runs (up to a second later); until then it
@@ -184,7 +184,7 @@ func (n *testNet) waitReady(t *testing.T) {
 }
 
 // waitOperUp waits until a link's operational state is up.
-func waitOperUp(t *testing.T, h *netlink.Handle, name string) {
+func waitOperUp(t testing.TB, h *netlink.Handle, name string) {
 	t.Helper()
 	deadline := time.Now().Add(opTimeout)
 	for {
@@ -201,7 +201,7 @@ func waitOperUp(t *testing.T, h *netlink.Handle, name string) {
 }
 
 // waitLocal waits until ip is routed as a local address.
-func waitLocal(t *testing.T, h *netlink.Handle, ip netip.Addr) {
+func waitLocal(t testing.TB, h *netlink.Handle, ip netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(opTimeout)
 	for {
@@ -217,7 +217,7 @@ func waitLocal(t *testing.T, h *netlink.Handle, ip netip.Addr) {
 }
 
 // neigh adds a permanent neighbour entry.
-func (n *testNet) neigh(t *testing.T, h *netlink.Handle, link netlink.Link, ip netip.Addr, mac net.HardwareAddr) {
+func (n *testNet) neigh(t testing.TB, h *netlink.Handle, link netlink.Link, ip netip.Addr, mac net.HardwareAddr) {
 	t.Helper()
 	fam := netlink.FAMILY_V4
 	if ip.Is6() {
@@ -230,14 +230,14 @@ func (n *testNet) neigh(t *testing.T, h *netlink.Handle, link netlink.Link, ip n
 }
 
 // open opens a Conn inside ns and closes it when the test ends.
-func open(t *testing.T, ns netns.NsHandle, cfg Config) *Conn {
+func open(t testing.TB, ns netns.NsHandle, cfg Config) *Conn {
 	t.Helper()
 	c, err := openErr(t, ns, cfg)
 	must(t, "Open", err)
 	return c
 }
 
-func openErr(t *testing.T, ns netns.NsHandle, cfg Config) (*Conn, error) {
+func openErr(t testing.TB, ns netns.NsHandle, cfg Config) (*Conn, error) {
 	t.Helper()
 	var (
 		c   *Conn
@@ -251,7 +251,7 @@ func openErr(t *testing.T, ns netns.NsHandle, cfg Config) (*Conn, error) {
 }
 
 // sendUDP sends one datagram from ns and returns the source port used.
-func sendUDP(t *testing.T, ns netns.NsHandle, dst netip.AddrPort, payload string) uint16 {
+func sendUDP(t testing.TB, ns netns.NsHandle, dst netip.AddrPort, payload string) uint16 {
 	t.Helper()
 	var port uint16
 	inNS(t, ns, func() {
@@ -267,7 +267,7 @@ func sendUDP(t *testing.T, ns netns.NsHandle, dst netip.AddrPort, payload string
 
 // dialTCP starts a TCP connection from ns (the port is closed, so one SYN
 // goes out and a RST comes back).
-func dialTCP(t *testing.T, ns netns.NsHandle, dst netip.AddrPort) {
+func dialTCP(t testing.TB, ns netns.NsHandle, dst netip.AddrPort) {
 	t.Helper()
 	inNS(t, ns, func() {
 		d := net.Dialer{Timeout: 2 * time.Second}
@@ -278,7 +278,7 @@ func dialTCP(t *testing.T, ns netns.NsHandle, dst netip.AddrPort) {
 }
 
 // inject sends a raw Ethernet frame out of A's veth.
-func (n *testNet) inject(t *testing.T, frame []byte) {
+func (n *testNet) inject(t testing.TB, frame []byte) {
 	t.Helper()
 	inNS(t, n.a, func() {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -308,7 +308,7 @@ type result struct {
 
 // reader reads c in a goroutine until a fatal error and hands every
 // outcome (sentinels included) to the returned channel.
-func reader(t *testing.T, c *Conn) <-chan result {
+func reader(t testing.TB, c *Conn) <-chan result {
 	ch := make(chan result, 64)
 	go func() {
 		defer close(ch)
@@ -336,7 +336,7 @@ func isSentinel(err error) bool {
 }
 
 // next waits for the next Read outcome.
-func next(t *testing.T, ch <-chan result) result {
+func next(t testing.TB, ch <-chan result) result {
 	t.Helper()
 	select {
 	case r, ok := <-ch:
@@ -352,7 +352,7 @@ func next(t *testing.T, ch <-chan result) result {
 
 // expectKnock waits for the next outcome and checks it is a knock with
 // the given payload.
-func expectKnock(t *testing.T, ch <-chan result, payload string) Packet {
+func expectKnock(t testing.TB, ch <-chan result, payload string) Packet {
 	t.Helper()
 	r := next(t, ch)
 	if r.err != nil {
@@ -364,7 +364,7 @@ func expectKnock(t *testing.T, ch <-chan result, payload string) Packet {
 	return r.p
 }
 
-func expectErr(t *testing.T, ch <-chan result, want error) {
+func expectErr(t testing.TB, ch <-chan result, want error) {
 	t.Helper()
 	if r := next(t, ch); r.err != want {
 		t.Fatalf("Read: %+v %q err %v, want %v", r.p, r.payload, r.err, want)

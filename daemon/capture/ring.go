@@ -2,28 +2,23 @@ package capture
 
 import "encoding/binary"
 
-// Layout of a TPACKET_V3 receive ring (linux/if_packet.h). The ring is a
-// sequence of blocks; the kernel fills one block at a time with frames and
-// hands it to user space (block_status TP_STATUS_USER) when it is full or
-// its retire timeout expires; user space walks the block's frames and hands
-// it back (TP_STATUS_KERNEL). Fields are in host byte order.
+// Layout of a TPACKET_V2 receive ring (linux/if_packet.h). The ring is an
+// array of fixed-size frames. The kernel writes each packet into the next
+// frame it owns (tp_status TP_STATUS_KERNEL) and hands that frame over at
+// once by setting TP_STATUS_USER; user space reads it and hands it back.
+// Unlike TPACKET_V3, whose blocks reach user space only when full or when
+// a retire timeout of at least a millisecond expires, nothing waits for
+// more packets. Fields are in host byte order.
 const (
-	// struct tpacket_block_desc with its tpacket_hdr_v1.
-	blockStatusOff = 8  // block_status
-	blockNumOff    = 12 // num_pkts
-	blockFirstOff  = 16 // offset_to_first_pkt
-	blockDescLen   = 48 // what the kernel reserves before the first frame
+	// struct tpacket2_hdr.
+	tp2StatusOff  = 0  // tp_status
+	tp2LenOff     = 4  // tp_len
+	tp2SnaplenOff = 8  // tp_snaplen
+	tp2MacOff     = 12 // tp_mac
+	tp2VlanTCIOff = 24 // tp_vlan_tci (16 bits)
+	tp2HdrLen     = 32 // TPACKET_ALIGN(sizeof(struct tpacket2_hdr)): the sockaddr_ll follows
 
-	// struct tpacket3_hdr.
-	tp3NextOff    = 0  // tp_next_offset
-	tp3SnaplenOff = 12 // tp_snaplen
-	tp3LenOff     = 16 // tp_len
-	tp3StatusOff  = 20 // tp_status
-	tp3MacOff     = 24 // tp_mac
-	tp3VlanTCIOff = 32 // hv1.tp_vlan_tci
-	tp3HdrLen     = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): the sockaddr_ll follows
-
-	// struct sockaddr_ll, right after the tpacket3_hdr.
+	// struct sockaddr_ll, right after the tpacket2_hdr.
 	sllProtocolOff = 2 // sll_protocol, network byte order
 	sllIfIndexOff  = 4
 	sllHatypeOff   = 8
@@ -31,7 +26,62 @@ const (
 	sllLen         = 20
 )
 
-// ringFrame is one frame of a block, as the kernel describes it.
+// Ring geometry. The ring is ringBlocks blocks of one page, so that it
+// never needs contiguous pages; each block holds as many frames as fit,
+// from its start. Frames are as small as the longest knock candidate
+// allows, so that a flood touches as few pages as possible (a frame of
+// 512 bytes instead of 336 costs about 50 ns more to read, in TLB and
+// cache misses). The ring takes 4 MiB, 12288 or 8192 frames: knock floods
+// are expected, and a full ring drops knocks.
+const (
+	ringBlockSize = 1 << 12
+	ringBlocks    = 1024
+	// cookedFrameSize fits a frame of ModeNetwork: its headers (the
+	// kernel puts the network header at TPACKET_ALIGN(tp2HdrLen+sllLen+16)
+	// = 80) and the longest candidate, an IPv6 modern knock (226 bytes).
+	cookedFrameSize = 336
+	// rawFrameSize fits a frame of ModeRaw: the same behind a link header
+	// of up to 128 bytes (the network header then lies at
+	// TPACKET_ALIGN(tp2HdrLen+sllLen+128) = 192).
+	rawFrameSize = 512
+)
+
+// ringGeometry is the shape of a TPACKET_V2 ring.
+type ringGeometry struct {
+	frameSize int
+	perBlock  int // frames in a block
+	frames    int
+}
+
+func newRingGeometry(frameSize int) ringGeometry {
+	per := ringBlockSize / frameSize
+	return ringGeometry{frameSize: frameSize, perBlock: per, frames: per * ringBlocks}
+}
+
+// offset returns where frame i starts in the mapping.
+func (g ringGeometry) offset(i int) int {
+	return i/g.perBlock*ringBlockSize + i%g.perBlock*g.frameSize
+}
+
+// ringCursor is a frame of a ring: its index, its offset in the mapping,
+// and its index in its block. The zero value is the first frame.
+type ringCursor struct{ i, off, slot int }
+
+// advance moves c to the next frame, after the last one to the first.
+func (g ringGeometry) advance(c *ringCursor) {
+	c.i++
+	c.slot++
+	c.off += g.frameSize
+	if c.slot == g.perBlock {
+		c.slot = 0
+		c.off += ringBlockSize - g.perBlock*g.frameSize
+	}
+	if c.i == g.frames {
+		*c = ringCursor{}
+	}
+}
+
+// ringFrame is one frame of the ring, as the kernel describes it.
 type ringFrame struct {
 	// data is what was captured, from the link header (SOCK_RAW) or the
 	// network header (SOCK_DGRAM). It aliases the ring.
@@ -45,63 +95,29 @@ type ringFrame struct {
 	pktType uint8
 }
 
-// blockWalker walks the frames of one block handed to user space. It
-// trusts nothing in the block: a frame that would reach outside it ends the
-// walk. It does not allocate.
-type blockWalker struct {
-	blk  []byte
-	off  int    // offset of the next frame
-	left uint32 // frames not yet walked
-}
-
-// reset starts walking blk.
-func (w *blockWalker) reset(blk []byte) {
-	w.blk, w.off, w.left = blk, 0, 0
-	if len(blk) < blockDescLen {
-		return
+// parseFrame fills f from fr, one frame slot of the ring handed to user
+// space. It trusts nothing in the slot: it reports false, and leaves f
+// alone, when the header would place the data outside the slot. It does
+// not allocate.
+func parseFrame(fr []byte, f *ringFrame) bool {
+	if len(fr) < tp2HdrLen+sllLen {
+		return false
 	}
-	w.left = binary.NativeEndian.Uint32(blk[blockNumOff:])
-	w.off = int(binary.NativeEndian.Uint32(blk[blockFirstOff:]))
-}
-
-// next fills f with the next frame. It reports false when the block has no
-// more frames; bad is true when it stopped at a frame that does not fit in
-// the block.
-func (w *blockWalker) next(f *ringFrame) (ok, bad bool) {
-	if w.left == 0 {
-		return false, false
+	snap := int(binary.NativeEndian.Uint32(fr[tp2SnaplenOff:]))
+	mac := int(binary.NativeEndian.Uint16(fr[tp2MacOff:]))
+	if mac < tp2HdrLen+sllLen || mac > len(fr) || snap > len(fr)-mac {
+		return false
 	}
-	off := w.off
-	if off < blockDescLen || off > len(w.blk)-tp3HdrLen-sllLen {
-		w.left = 0
-		return false, true
-	}
-	h := w.blk[off:]
-	snap := int(binary.NativeEndian.Uint32(h[tp3SnaplenOff:]))
-	mac := int(binary.NativeEndian.Uint16(h[tp3MacOff:]))
-	if mac < tp3HdrLen+sllLen || snap > len(h)-mac {
-		w.left = 0
-		return false, true
-	}
-	w.left--
-	if w.left > 0 {
-		next := int(binary.NativeEndian.Uint32(h[tp3NextOff:]))
-		if next < tp3HdrLen+sllLen || next > len(h) {
-			w.left = 0 // this frame is fine; the ones after it are lost
-			bad = true
-		}
-		w.off += next
-	}
-	sll := h[tp3HdrLen:]
+	sll := fr[tp2HdrLen:]
 	*f = ringFrame{
-		data:    h[mac : mac+snap : mac+snap],
-		wireLen: binary.NativeEndian.Uint32(h[tp3LenOff:]),
-		status:  binary.NativeEndian.Uint32(h[tp3StatusOff:]),
-		vlanTCI: binary.NativeEndian.Uint32(h[tp3VlanTCIOff:]),
+		data:    fr[mac : mac+snap : mac+snap],
+		wireLen: binary.NativeEndian.Uint32(fr[tp2LenOff:]),
+		status:  binary.NativeEndian.Uint32(fr[tp2StatusOff:]),
+		vlanTCI: uint32(binary.NativeEndian.Uint16(fr[tp2VlanTCIOff:])),
 		ifIndex: int32(binary.NativeEndian.Uint32(sll[sllIfIndexOff:])),
 		proto:   binary.BigEndian.Uint16(sll[sllProtocolOff:]),
 		hatype:  binary.NativeEndian.Uint16(sll[sllHatypeOff:]),
 		pktType: sll[sllPkttypeOff],
 	}
-	return true, bad
+	return true
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 )
 
-// testFrame is one frame for buildBlock.
+// testFrame is one frame for buildFrame.
 type testFrame struct {
 	data    []byte
 	status  uint32
@@ -14,136 +15,98 @@ type testFrame struct {
 	proto   uint16
 	hatype  uint16
 	pktType uint8
-	mac     int // offset of data in the frame; 0 means the kernel's 96
+	mac     int // offset of data in the frame; 0 means the kernel's 80
 }
 
-// buildBlock lays frames out in a block of size bytes as the kernel does
-// for TPACKET_V3 (a block descriptor, then 16-byte aligned frames).
-func buildBlock(size int, frames []testFrame) []byte {
+// testFrameSize is the frame size of the tests: the kernel's.
+const testFrameSize = 512
+
+// buildFrame lays f out in a frame slot of size bytes as the kernel does
+// for TPACKET_V2 (a tpacket2_hdr, a sockaddr_ll, the data at tp_mac).
+func buildFrame(size int, f testFrame) []byte {
 	b := make([]byte, size)
 	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], 3) // version
-	ne.PutUint32(b[blockStatusOff:], 1)
-	ne.PutUint32(b[blockNumOff:], uint32(len(frames)))
-	ne.PutUint32(b[blockFirstOff:], blockDescLen)
-	off := blockDescLen
-	for _, f := range frames {
-		mac := f.mac
-		if mac == 0 {
-			mac = 96
-		}
-		h := b[off:]
-		ne.PutUint32(h[tp3SnaplenOff:], uint32(len(f.data)))
-		ne.PutUint32(h[tp3LenOff:], uint32(len(f.data)))
-		ne.PutUint32(h[tp3StatusOff:], f.status)
-		ne.PutUint16(h[tp3MacOff:], uint16(mac))
-		ne.PutUint32(h[tp3VlanTCIOff:], 100)
-		sll := h[tp3HdrLen:]
-		binary.BigEndian.PutUint16(sll[sllProtocolOff:], f.proto)
-		ne.PutUint32(sll[sllIfIndexOff:], uint32(f.ifIndex))
-		ne.PutUint16(sll[sllHatypeOff:], f.hatype)
-		sll[sllPkttypeOff] = f.pktType
-		copy(h[mac:], f.data)
-		next := (mac + len(f.data) + 15) &^ 15
-		ne.PutUint32(h[tp3NextOff:], uint32(next))
-		off += next
+	mac := f.mac
+	if mac == 0 {
+		mac = 80
 	}
+	ne.PutUint32(b[tp2StatusOff:], f.status|1) // TP_STATUS_USER
+	ne.PutUint32(b[tp2LenOff:], uint32(len(f.data)))
+	ne.PutUint32(b[tp2SnaplenOff:], uint32(len(f.data)))
+	ne.PutUint16(b[tp2MacOff:], uint16(mac))
+	ne.PutUint16(b[tp2VlanTCIOff:], 100)
+	sll := b[tp2HdrLen:]
+	binary.BigEndian.PutUint16(sll[sllProtocolOff:], f.proto)
+	ne.PutUint32(sll[sllIfIndexOff:], uint32(f.ifIndex))
+	ne.PutUint16(sll[sllHatypeOff:], f.hatype)
+	sll[sllPkttypeOff] = f.pktType
+	copy(b[mac:], f.data)
 	return b
 }
 
-func TestBlockWalker(t *testing.T) {
+func TestParseFrame(t *testing.T) {
 	frames := []testFrame{
 		{data: udp4(testSrc4, testDst4, 1, testPort, testKnock), status: tpStatusCsumValid, ifIndex: 2, proto: etherTypeIPv4, hatype: arphrdEther},
 		{data: udp6(testSrc6, testDst6, 1, testPort, testKnock), ifIndex: 3, proto: etherTypeIPv6, hatype: arphrdLoopback, pktType: 4},
-		{data: []byte{1, 2, 3}, mac: 82},
+		{data: []byte{1, 2, 3}, mac: 66},
+		{data: make([]byte, testFrameSize-80)}, // fills the slot
 	}
-	blk := buildBlock(4096, frames)
-	var w blockWalker
-	w.reset(blk)
 	for i, want := range frames {
+		fr := buildFrame(testFrameSize, want)
 		var f ringFrame
-		ok, bad := w.next(&f)
-		if !ok || bad {
-			t.Fatalf("frame %d: ok %v bad %v", i, ok, bad)
+		if !parseFrame(fr, &f) {
+			t.Fatalf("frame %d: refused", i)
 		}
-		if !bytes.Equal(f.data, want.data) || f.wireLen != uint32(len(want.data)) || f.status != want.status ||
+		if !bytes.Equal(f.data, want.data) || f.wireLen != uint32(len(want.data)) || f.status != want.status|1 ||
 			f.ifIndex != want.ifIndex || f.proto != want.proto || f.hatype != want.hatype || f.pktType != want.pktType || f.vlanTCI != 100 {
 			t.Errorf("frame %d = %+v, want %+v", i, f, want)
 		}
 		if cap(f.data) != len(f.data) {
-			t.Errorf("frame %d: data can grow into the next frame", i)
+			t.Errorf("frame %d: data can grow into the rest of the slot", i)
 		}
 	}
+	fr := buildFrame(testFrameSize, frames[0])
 	var f ringFrame
-	if ok, bad := w.next(&f); ok || bad {
-		t.Errorf("after the last frame: ok %v bad %v", ok, bad)
-	}
-	if n := testing.AllocsPerRun(100, func() {
-		w.reset(blk)
-		for ok, _ := w.next(&f); ok; ok, _ = w.next(&f) {
-		}
-	}); n != 0 {
-		t.Errorf("walking a block allocates %v times", n)
+	if n := testing.AllocsPerRun(100, func() { parseFrame(fr, &f) }); n != 0 {
+		t.Errorf("parsing a frame allocates %v times", n)
 	}
 
-	// Corrupt blocks end the walk, never reach outside the block.
+	// A corrupt header is refused, never reaches outside the slot.
 	ne := binary.NativeEndian
 	for _, tc := range []struct {
 		name   string
 		mangle func(b []byte)
-		frames int // frames still delivered
 	}{
-		{"first frame beyond the block", func(b []byte) { ne.PutUint32(b[blockFirstOff:], 4090) }, 0},
-		{"first frame inside the descriptor", func(b []byte) { ne.PutUint32(b[blockFirstOff:], 8) }, 0},
-		{"snaplen beyond the block", func(b []byte) { ne.PutUint32(b[blockDescLen+tp3SnaplenOff:], 1<<30) }, 0},
-		{"mac inside the header", func(b []byte) { ne.PutUint16(b[blockDescLen+tp3MacOff:], 10) }, 0},
-		{"next frame beyond the block", func(b []byte) { ne.PutUint32(b[blockDescLen+tp3NextOff:], 1<<20) }, 1},
-		{"next frame offset 0", func(b []byte) { ne.PutUint32(b[blockDescLen+tp3NextOff:], 0) }, 1},
-		{"more frames counted than laid out", func(b []byte) { ne.PutUint32(b[blockNumOff:], 1000) }, 3},
+		{"snaplen beyond the slot", func(b []byte) { ne.PutUint32(b[tp2SnaplenOff:], 1<<30) }},
+		{"snaplen one byte too long", func(b []byte) { ne.PutUint32(b[tp2SnaplenOff:], testFrameSize-80+1) }},
+		{"mac inside the header", func(b []byte) { ne.PutUint16(b[tp2MacOff:], 10) }},
+		{"mac beyond the slot", func(b []byte) { ne.PutUint16(b[tp2MacOff:], 60000) }},
 	} {
-		b := buildBlock(4096, frames)
+		b := buildFrame(testFrameSize, frames[0])
 		tc.mangle(b)
-		w.reset(b)
-		n, sawBad := 0, false
-		for range 2000 {
-			ok, bad := w.next(&f)
-			sawBad = sawBad || bad
-			if !ok {
-				break
-			}
-			n++
+		before := f
+		if parseFrame(b, &f) {
+			t.Errorf("%s: accepted", tc.name)
 		}
-		if n < tc.frames || n > tc.frames+1 || !sawBad && tc.name != "more frames counted than laid out" {
-			t.Errorf("%s: %d frames, bad %v; want %d frames and bad", tc.name, n, sawBad, tc.frames)
+		if !bytes.Equal(f.data, before.data) {
+			t.Errorf("%s: the frame was changed", tc.name)
 		}
 	}
-	w.reset(make([]byte, 10)) // shorter than a descriptor
-	if ok, _ := w.next(&f); ok {
-		t.Error("a 10-byte block has a frame")
+	if parseFrame(make([]byte, tp2HdrLen+sllLen-1), &f) {
+		t.Error("a slot shorter than the headers has a frame")
 	}
 }
 
-// FuzzBlockWalker: on any block contents the walker never panics, never
-// loops forever and every frame it delivers lies inside the block.
-func FuzzBlockWalker(f *testing.F) {
-	f.Add(buildBlock(1024, []testFrame{{data: udp4(testSrc4, testDst4, 1, testPort, testKnock)}, {data: []byte("x")}}))
-	f.Add(buildBlock(256, nil))
-	f.Add(make([]byte, 48))
-	f.Fuzz(func(t *testing.T, blk []byte) {
-		var w blockWalker
-		w.reset(blk)
+// FuzzParseFrame: on any slot contents parseFrame never panics and the
+// data it delivers lies inside the slot.
+func FuzzParseFrame(f *testing.F) {
+	f.Add(buildFrame(testFrameSize, testFrame{data: udp4(testSrc4, testDst4, 1, testPort, testKnock)}))
+	f.Add(buildFrame(128, testFrame{data: []byte("x")}))
+	f.Add(make([]byte, 52))
+	f.Fuzz(func(t *testing.T, slot []byte) {
 		var fr ringFrame
-		for i := 0; ; i++ {
-			ok, _ := w.next(&fr)
-			if !ok {
-				break
-			}
-			if i > len(blk)/(tp3HdrLen+sllLen) {
-				t.Fatalf("%d frames from a %d-byte block", i+1, len(blk))
-			}
-			if len(fr.data) > 0 && !inside(blk, fr.data) {
-				t.Fatal("frame data outside the block")
-			}
+		if parseFrame(slot, &fr) && len(fr.data) > 0 && !inside(slot, fr.data) {
+			t.Fatal("frame data outside the slot")
 		}
 	})
 }
@@ -159,4 +122,77 @@ func inside(b, sub []byte) bool {
 		}
 	}
 	return false
+}
+
+// TestWakePacer: the first wakeBurst sleeps come at once, then one per
+// wakeInterval, and an idle spell restores the burst.
+func TestWakePacer(t *testing.T) {
+	var p wakePacer
+	now := time.Unix(1000, 0)
+	for i := range wakeBurst {
+		if d := p.next(now); d != 0 {
+			t.Fatalf("sleep %d of a burst: pause %v, want none", i+1, d)
+		}
+	}
+	// Sustained: each sleep right after the last pause ended.
+	for i := range 100 {
+		d := p.next(now)
+		if d <= 0 || d > wakeInterval {
+			t.Fatalf("sustained sleep %d: pause %v, want (0, %v]", i, d, wakeInterval)
+		}
+		now = now.Add(d + time.Microsecond)
+	}
+	// At most one sleep per wakeInterval on average over the sustained run.
+	start := time.Unix(1000, 0)
+	if got, least := now.Sub(start), time.Duration(100-wakeBurst)*wakeInterval; got < least {
+		t.Errorf("100 sustained sleeps took %v, want at least %v", got, least)
+	}
+	// Idle for a while: the burst is back.
+	now = now.Add(time.Duration(wakeBurst+1) * wakeInterval)
+	for i := range wakeBurst {
+		if d := p.next(now); d != 0 {
+			t.Fatalf("sleep %d after an idle spell: pause %v, want none", i+1, d)
+		}
+	}
+	// Sparse sleeps, one per interval or slower, never pause.
+	for i := range 50 {
+		now = now.Add(wakeInterval)
+		if d := p.next(now); d > 0 && i > wakeBurst {
+			t.Fatalf("sparse sleep %d: pause %v", i, d)
+		}
+	}
+}
+
+// TestRingGeometry: the frames fit the longest candidate behind the
+// headers the kernel puts before it, lie inside their blocks as the kernel
+// lays them out, and the cursor walks them in order and wraps around.
+func TestRingGeometry(t *testing.T) {
+	align := func(n int) int { return (n + 15) &^ 15 } // TPACKET_ALIGN
+	longest := 40 + 8 + maxPayload                     // IPv6, UDP, payload
+	if need := align(tp2HdrLen+sllLen+16) + longest; cookedFrameSize < need {
+		t.Errorf("cooked frames of %d bytes, need %d", cookedFrameSize, need)
+	}
+	if need := align(tp2HdrLen+sllLen+128) + longest; rawFrameSize < need {
+		t.Errorf("raw frames of %d bytes, need %d behind a 128-byte link header", rawFrameSize, need)
+	}
+	for _, size := range []int{cookedFrameSize, rawFrameSize} {
+		if size%16 != 0 {
+			t.Errorf("frame size %d is not a multiple of TPACKET_ALIGNMENT", size)
+		}
+		g := newRingGeometry(size)
+		if g.frames*size > ringBlocks*ringBlockSize || g.perBlock != ringBlockSize/size {
+			t.Fatalf("geometry %+v", g)
+		}
+		var c ringCursor
+		for i := range g.frames + 3 {
+			want := i % g.frames
+			if c.i != want || c.off != g.offset(want) || c.slot != want%g.perBlock {
+				t.Fatalf("size %d, step %d: cursor %+v, want frame %d at %d", size, i, c, want, g.offset(want))
+			}
+			if blk := c.off / ringBlockSize; (c.off+size-1)/ringBlockSize != blk {
+				t.Fatalf("size %d: frame %d at %d crosses a block boundary", size, c.i, c.off)
+			}
+			g.advance(&c)
+		}
+	}
 }
