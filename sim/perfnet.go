@@ -94,17 +94,10 @@ func (p *prober) Close() {
 	p.spare = nil
 }
 
-// probeConnect connects from src in h (src must be one of h's addresses)
-// to dst as described above, on schedule ps, until one attempt connects,
-// ctx ends or ps.max attempts were made, and returns the connection and
-// when its handshake completed.
-func probeConnect(ctx context.Context, h *netsim.Host, src netip.Addr, dst netip.AddrPort, ps probeSchedule) (net.Conn, time.Time, error) {
-	p := &prober{h: h, src: src}
-	defer p.Close()
-	return p.connect(ctx, dst, ps)
-}
-
-// connect is probeConnect with p's sockets.
+// connect connects from p's address to dst as described above, on
+// schedule ps, until one attempt connects, ctx ends or ps.max attempts
+// were made, and returns the connection and when its handshake completed.
+// It makes more sockets when its spare ones run out.
 func (p *prober) connect(ctx context.Context, dst netip.AddrPort, ps probeSchedule) (net.Conn, time.Time, error) {
 	var live []probe
 	defer func() {

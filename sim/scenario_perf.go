@@ -241,16 +241,25 @@ type timedKnock struct {
 // knockAndConnect sends payload from src in h to the knock port, then
 // probes the service until a connection gets through, checks that it is
 // the service's (its greeting) and closes it.
+//
+// The probe sockets are made before the knock is sent, as a client that
+// knocks and connects has its socket ready: making them in the namespace
+// afterwards costs more than doormand takes to arm the door.
 func (lab *perfLab) knockAndConnect(ctx context.Context, h *netsim.Host, src netip.Addr, payload []byte) timedKnock {
 	k := timedKnock{src: src}
-	var err error
+	p, err := newProber(h, src, 32)
+	if err != nil {
+		k.err = err
+		return k
+	}
+	defer p.Close()
 	if k.sent, err = sendUDPFrom(h, src, netip.AddrPortFrom(lab.server.Addr4, scenKnockPort), payload); err != nil {
 		k.err = err
 		return k
 	}
 	pctx, cancel := context.WithTimeout(ctx, scenWaitfor)
 	defer cancel()
-	c, at, err := probeConnect(pctx, h, src, lab.svc, fineProbe)
+	c, at, err := p.connect(pctx, lab.svc, fineProbe)
 	if err != nil {
 		k.err = err
 		return k
