@@ -243,13 +243,6 @@ func (n *testNet) dropAllIPT(t *testing.T, markLine bool) {
 	}
 }
 
-// backend is what the daemon consumes; every backend must satisfy it.
-type backend interface {
-	Start(context.Context, Notify) error
-	Apply(context.Context, []Door) []error
-	Close(context.Context) error
-}
-
 var (
 	_ backend = (*NFTables)(nil)
 	_ backend = (*IPTables)(nil)
