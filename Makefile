@@ -72,6 +72,7 @@ cross:
 		echo "GOOS=$$os go build ./cmd/knock"; GOOS=$$os $(GO) build -o /dev/null ./cmd/knock || exit 1; \
 	done
 	GOOS=darwin $(GO) build ./...
+	GOOS=darwin $(GO) vet ./...
 
 # The first thing a new user runs: the happy and replay scenarios in
 # network namespaces, with transcripts. Needs root.
