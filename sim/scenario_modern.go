@@ -116,6 +116,11 @@ func runModern(ctx context.Context, r *Run) error {
 	r.Check(shut(client), "no second connection: the replay opened no door")
 	r.Check(d.Count(armed) == doors, "the replay armed no door (%d doors armed in all)", d.Count(armed))
 
+	// A door waits (queued) while an earlier door of the same client, port
+	// and address is open: let both of the client's connections be seen
+	// closed, so that the next door is armed at once.
+	d.waitN(dt.Closed("").From(client.Addr4()), 2, 2*scenWaitfor, "the client's two doors closed after their connections")
+
 	// 3. Raced: an attacker who saw the knock sends it first, from its own
 	// address; the knock states the client's, so it is refused, and the
 	// client's own copy, arriving second, still opens the door.
