@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"unsafe"
 
 	"github.com/doorman-project/doorman/protocol"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +28,7 @@ import (
 // DOORMAN_FLOOD_COUNT (default 50000) sets the datagrams per flood, and
 // DOORMAN_FLOOD_PPS paces the sender (default: as fast as it can).
 const (
-	floodEnv      = "DOORMAN_FLOOD"       // set in the sender child: namespace,destination,kind,count,pps
+	floodEnv      = "DOORMAN_FLOOD"       // set in the sender child: destination,kind,count,pps
 	floodCountEnv = "DOORMAN_FLOOD_COUNT" // datagrams per flood
 	floodPPSEnv   = "DOORMAN_FLOOD_PPS"   // datagrams per second, 0 for as fast as possible
 	floodLimit    = 5 * time.Second       // longest a flood runs
@@ -78,15 +75,14 @@ func TestIntegrationFigures(t *testing.T) {
 // idleDelay sends knocks one at a time, with pauses, and prints how long
 // each took from the sender's write to Read's return.
 func idleDelay(t *testing.T, n *testNet, mode Mode) {
-	c := open(t, n.b, Config{Interface: vethB, Mode: mode, KnockPort: testPort})
+	c := open(t, n.b, Config{Interface: n.ifB(), Mode: mode, KnockPort: testPort})
 	// Not connected: the doorman's host answers a closed port with ICMP.
 	var conn *net.UDPConn
-	inNS(t, n.a, func() {
-		var err error
+	must(t, "listen", n.a.Do(func() (err error) {
 		conn, err = net.ListenUDP("udp", nil)
-		must(t, "listen", err)
-	})
-	to := net.UDPAddrFromAddrPort(knock4)
+		return err
+	}))
+	to := net.UDPAddrFromAddrPort(n.knock4)
 	defer conn.Close()
 	watchdog := time.AfterFunc(opTimeout, func() { c.Close() })
 	defer watchdog.Stop()
@@ -124,10 +120,10 @@ func idleDelay(t *testing.T, n *testNet, mode Mode) {
 //     the figure shows what they cost the doorman process (nothing, but
 //     for the kernel's softirq work, which is charged to whoever runs it).
 func flood(t *testing.T, n *testNet, mode Mode, kind string, count, pps int) {
-	c := open(t, n.b, Config{Interface: vethB, Mode: mode, KnockPort: testPort})
+	c := open(t, n.b, Config{Interface: n.ifB(), Mode: mode, KnockPort: testPort})
 	defer c.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=dmcap-%s-a,%s,%s,%d,%d", floodEnv, n.suffix, knock4, kind, count, pps))
+	cmd := n.a.Command(t.Context(), os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d,%d", floodEnv, n.knock4, kind, count, pps))
 	cmd.Stderr = os.Stderr
 	var read, delivered atomic.Int64
 	done := make(chan struct{})
@@ -210,28 +206,22 @@ func parseSender(t testing.TB, out string) (int, time.Duration) {
 }
 
 // TestFloodSender is the flood's sender, run as a child process by flood
-// (it skips otherwise). It sends from the given namespace with sendmmsg,
+// (it skips otherwise), inside a's namespace. It sends with sendmmsg,
 // bounded by count and floodLimit.
 func TestFloodSender(t *testing.T) {
 	spec := os.Getenv(floodEnv)
 	if spec == "" {
 		t.Skip("the flood sender runs only as a child of TestIntegrationFigures")
 	}
-	var nsName, dst, kind string
-	var count int
 	f := strings.Split(spec, ",")
-	if len(f) != 5 {
+	if len(f) != 4 {
 		t.Fatalf("%s=%q", floodEnv, spec)
 	}
-	nsName, dst, kind = f[0], f[1], f[2]
-	count, err := strconv.Atoi(f[3])
+	dst, kind := f[0], f[1]
+	count, err := strconv.Atoi(f[2])
 	must(t, "count", err)
-	pps, err := strconv.Atoi(f[4]) // 0: as fast as possible
+	pps, err := strconv.Atoi(f[3]) // 0: as fast as possible
 	must(t, "rate", err)
-	runtime.LockOSThread() // the thread stays in the namespace; the process ends after this test
-	ns, err := netns.GetFromName(nsName)
-	must(t, "namespace", err)
-	must(t, "enter namespace", netns.Set(ns))
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
 	must(t, "dial", err)
 	raw, err := conn.SyscallConn()
@@ -296,11 +286,11 @@ func TestFloodSender(t *testing.T) {
 // it: the CPU time per datagram of the batched path alone, without
 // wakeups (the doorman under a flood it cannot keep up with).
 func drainRing(t *testing.T, n *testNet) {
-	c := open(t, n.b, Config{Interface: vethB, KnockPort: testPort})
+	c := open(t, n.b, Config{Interface: n.ifB(), KnockPort: testPort})
 	defer c.Close()
 	count := newRingGeometry(cookedFrameSize).frames * 7 / 8 // fits the ring
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=dmcap-%s-a,%s,%s,%d,%d", floodEnv, n.suffix, knock4, "knock-shaped", count, 0))
+	cmd := n.a.Command(t.Context(), os.Args[0], "-test.run=^TestFloodSender$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d,%d", floodEnv, n.knock4, "knock-shaped", count, 0))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -311,7 +301,7 @@ func drainRing(t *testing.T, n *testNet) {
 	// a marker after the flood ends the drain.
 	time.Sleep(10 * time.Millisecond)
 	marker := knockTo("marker")
-	sendUDP(t, n.a, knock4, marker)
+	sendUDP(t, n.a, n.knock4, marker)
 	time.Sleep(10 * time.Millisecond) // its block retires
 	watchdog := time.AfterFunc(opTimeout, func() { c.Close() })
 	defer watchdog.Stop()

@@ -4,6 +4,7 @@ package capture
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -17,35 +18,34 @@ func TestIntegrationLinkFlaps(t *testing.T) {
 	for _, mode := range []Mode{ModeNetwork, ModeRaw, ModeSocket} {
 		t.Run(mode.String(), func(t *testing.T) {
 			n := newTestNet(t)
-			c := open(t, n.b, Config{Interface: vethB, Mode: mode, LinkHeaderLen: -1, KnockPort: testPort})
+			c := open(t, n.b, Config{Interface: n.ifB(), Mode: mode, LinkHeaderLen: -1, KnockPort: testPort})
 			ch := reader(t, c)
-			sendUDP(t, n.a, knock4, knockTo("before"))
+			sendUDP(t, n.a, n.knock4, knockTo("before"))
 			expectKnock(t, ch, knockTo("before"))
 
 			// Down and up: IPv4 addresses stay, IPv6 ones are flushed.
-			must(t, "link down", n.hb.LinkSetDown(n.bLink))
+			must(t, "link down", n.link.B.SetUp(false))
 			time.Sleep(50 * time.Millisecond) // let the watcher and the socket see it
-			must(t, "link up", n.hb.LinkSetUp(n.bLink))
-			waitOperUp(t, n.hb, vethB)
+			must(t, "link up", n.link.B.SetUp(true))
 			knockUntilDelivered(t, n, ch, "updown")
 
 			// The IPv6 address comes back: knocks to it count again.
-			must(t, "re-add address", n.hb.AddrAdd(n.bLink, addrOf(addrB6)))
-			waitLocal(t, n.hb, addrB6.Addr())
-			n.neigh(t, n.ha, n.aLink, addrB6.Addr(), n.bLink.Attrs().HardwareAddr)
+			must(t, "re-add address", n.b.AddAddr(n.ifB(), netip.PrefixFrom(n.b6, n.link.B.Prefix6.Bits())))
 			knockUntilDelivered(t, n, ch, "v6back")
 
 			// Deleted and re-created under the same name.
-			old := n.bLink.Attrs().Index
-			must(t, "delete veth", n.hb.LinkDel(n.bLink))
+			old := n.link.B.IfIndex
+			must(t, "delete veth", n.link.Delete())
 			time.Sleep(50 * time.Millisecond)
-			n.connect(t)
-			if n.bLink.Attrs().Index == old {
+			var err error
+			n.link, err = n.link.Recreate()
+			must(t, "re-create veth", err)
+			if n.link.B.IfIndex == old {
 				t.Fatalf("re-created veth kept ifindex %d", old)
 			}
 			p := knockUntilDelivered(t, n, ch, "recreated")
-			if p.IfIndex != n.bLink.Attrs().Index {
-				t.Errorf("knock on ifindex %d, want the new %d", p.IfIndex, n.bLink.Attrs().Index)
+			if p.IfIndex != n.link.B.IfIndex {
+				t.Errorf("knock on ifindex %d, want the new %d", p.IfIndex, n.link.B.IfIndex)
 			}
 			if c.LinkType() != "udp socket" && c.LinkType() != "ethernet" {
 				t.Errorf("LinkType = %q", c.LinkType())
@@ -60,9 +60,9 @@ func TestIntegrationLinkFlaps(t *testing.T) {
 // a fatal error is not.
 func knockUntilDelivered(t *testing.T, n *testNet, ch <-chan result, tag string) Packet {
 	t.Helper()
-	dst := knock4
+	dst := n.knock4
 	if tag == "v6back" {
-		dst = knock6
+		dst = n.knock6
 	}
 	deadline := time.Now().Add(opTimeout)
 	for i := 0; time.Now().Before(deadline); i++ {

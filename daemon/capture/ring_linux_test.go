@@ -17,7 +17,7 @@ import (
 // benchConn is a Conn without sockets whose frame handling can be driven
 // from synthetic ring blocks.
 func benchConn(local ...netip.Prefix) *Conn {
-	c := &Conn{cfg: Config{Interface: vethB, KnockPort: testPort}, watch: &watcher{}}
+	c := &Conn{cfg: Config{Interface: "eth0", KnockPort: testPort}, watch: &watcher{}}
 	c.bind.Store(&binding{ifIndex: 2, hatype: arphrdEther, linkType: "ethernet"})
 	c.watch.set.Store(newAddrSet(local, false, nil))
 	return c
@@ -77,21 +77,20 @@ func BenchmarkRingFrames(b *testing.B) {
 // TestIntegrationFigures).
 func BenchmarkIntegrationRingRead(b *testing.B) {
 	n := newTestNet(b)
-	c := open(b, n.b, Config{Interface: vethB, KnockPort: testPort})
+	c := open(b, n.b, Config{Interface: n.ifB(), KnockPort: testPort})
 	frames := make([][]byte, 64)
 	for i := range frames {
 		payload := fmt.Appendf(nil, "9%0*d", protocol.MinClassicLen+i%30-1, i)
-		frames[i] = n.frameToB(-1, udp4(addrA4.Addr(), addrB4.Addr(), uint16(40000+i), testPort, payload))
+		frames[i] = n.frameToB(udp4(n.a4, n.b4, uint16(40000+i), testPort, payload))
 	}
 	var fd int
-	inNS(b, n.a, func() {
-		var err error
+	must(b, "packet socket", n.a.Do(func() (err error) {
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		must(b, "packet socket", err)
-	})
+		return err
+	}))
 	defer unix.Close(fd)
-	sll := &unix.SockaddrLinklayer{Ifindex: n.aLink.Attrs().Index, Halen: 6}
-	copy(sll.Addr[:], n.bLink.Attrs().HardwareAddr)
+	sll := &unix.SockaddrLinklayer{Ifindex: n.link.A.IfIndex, Halen: 6}
+	copy(sll.Addr[:], n.link.B.MAC)
 
 	batch := c.ring.geo.frames / 2
 	var p Packet

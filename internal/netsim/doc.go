@@ -37,6 +37,13 @@
 //	| h2   |--+        (namespace    )
 //	+------+
 //
+// Code that follows interfaces (a capture bound to a device name, an
+// address watcher) is tested by changing them after they were built:
+// [LinkEnd.SetUp] takes an interface down and up, [Host.AddAddr] and
+// [Host.DelAddr] add and remove addresses, [Link.Delete] and
+// [Link.Recreate] unplug a veth link and plug in a new one under the same
+// names.
+//
 // # Stand-ins for what this kernel cannot do
 //
 // The kernels doorman's CI runs on cannot create vlan, ipip, gre, sit,
