@@ -20,7 +20,9 @@
 // Addresses come only from the benchmarking ranges 198.18.0.0/15 and
 // 2001:db8::/32: each link or LAN gets its own /24 and /64
 // (198.18.<i>.0/24 and 2001:db8:0:<i>::/64) and members get .1, .2, … in
-// the order they join.
+// the order they join. Interfaces are named eth0, eth1, … in each host (tun0,
+// … for [Net.TunLink]) unless the caller chooses a name with [LAN.AttachAs]
+// or [LinkOptions] NameA/NameB, for programs whose configuration names one.
 //
 // A two-host topology, the simplest one:
 //

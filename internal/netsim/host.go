@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"sync"
 	"syscall"
 
@@ -194,6 +195,31 @@ func (h *Host) nextIfName(stem string) string {
 	name := fmt.Sprintf("%s%d", stem, h.ifSeq)
 	h.ifSeq++
 	return name
+}
+
+// ifName returns chosen if it is set, else the next automatic name with
+// the given stem.
+func (h *Host) ifName(chosen, stem string) string {
+	if chosen != "" {
+		return chosen
+	}
+	return h.nextIfName(stem)
+}
+
+// ifNameRE is a conservative subset of what the kernel accepts: it also
+// keeps names safe in `ip` commands and configuration files.
+var ifNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$`)
+
+// ValidIfName reports whether name may be chosen for an interface: 1-15
+// characters of letters, digits, '_', '.' and '-', starting with a letter.
+func ValidIfName(name string) bool { return ifNameRE.MatchString(name) }
+
+// checkIfName accepts "" (automatic) and valid names.
+func checkIfName(name string) error {
+	if name != "" && !ValidIfName(name) {
+		return fmt.Errorf("%w: interface %q", ErrBadName, name)
+	}
+	return nil
 }
 
 // AddRoute adds or replaces a route to dst via the gateway via. A dst of

@@ -100,15 +100,22 @@ func (l *LAN) Prefix6() netip.Prefix { return l.sub.p6 }
 
 // Attach connects h to the LAN with a new interface and the next free
 // addresses. If the LAN has a router, h's default routes point at it.
-func (l *LAN) Attach(h *Host) (*LinkEnd, error) {
+func (l *LAN) Attach(h *Host) (*LinkEnd, error) { return l.AttachAs(h, "") }
+
+// AttachAs is Attach with a chosen interface name in h (see [ValidIfName]
+// and [LinkOptions].NameA); "" picks the next automatic name.
+func (l *LAN) AttachAs(h *Host, ifname string) (*LinkEnd, error) {
 	if h == nil || h.net != l.net {
 		return nil, errors.New("netsim: Attach needs a host of this network")
+	}
+	if err := checkIfName(ifname); err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	port := fmt.Sprintf("p%d", l.ports)
 	l.ports++
 	l.mu.Unlock()
-	ifname := h.nextIfName("eth")
+	ifname = h.ifName(ifname, "eth")
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: port, MasterIndex: l.bridge.Attrs().Index},
 		PeerName:      ifname,

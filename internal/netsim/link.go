@@ -16,10 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LinkOptions describe a link's impairments. The zero value is a clean veth
-// link. If Delay, Jitter, Duplicate or Reorder is set the link is built from
-// two tap devices and a userspace relay instead (see the package doc), since
-// the kernel has no netem. Percentages are clamped to 0-100.
+// LinkOptions describe a link: its interface names and impairments. The
+// zero value is a clean veth link with automatic names. If Delay, Jitter,
+// Duplicate or Reorder is set the link is built from two tap devices and a
+// userspace relay instead (see the package doc), since the kernel has no
+// netem. Percentages are clamped to 0-100.
 type LinkOptions struct {
 	// Delay is added to every frame in each direction.
 	Delay time.Duration
@@ -37,6 +38,21 @@ type LinkOptions struct {
 	// QueueLen bounds the frames waiting in each direction of a relay; more
 	// are dropped. 0 means DefaultQueueLen.
 	QueueLen int
+	// NameA and NameB name the interfaces in the first and second host
+	// (see [ValidIfName]); "" picks the host's next automatic name (eth0,
+	// eth1, …, or tun0, … for TunLink). A chosen name suits programs whose
+	// configuration names an interface; it must not be in use in that host.
+	NameA, NameB string
+}
+
+// checkNames rejects invalid chosen names before anything is built.
+func (o LinkOptions) checkNames() error {
+	return errors.Join(checkIfName(o.NameA), checkIfName(o.NameB))
+}
+
+// ifNames returns the interface names for a link between a and b.
+func (o LinkOptions) ifNames(a, b *Host, stem string) (string, string) {
+	return a.ifName(o.NameA, stem), b.ifName(o.NameB, stem)
 }
 
 func (o LinkOptions) relayed() bool {
@@ -94,6 +110,9 @@ func (n *Net) Link(a, b *Host, o LinkOptions) (*Link, error) {
 	if a == nil || b == nil || a == b || a.net != n || b.net != n {
 		return nil, errors.New("netsim: Link needs two distinct hosts of this network")
 	}
+	if err := o.checkNames(); err != nil {
+		return nil, err
+	}
 	sub, err := n.allocSubnet()
 	if err != nil {
 		return nil, err
@@ -101,7 +120,7 @@ func (n *Net) Link(a, b *Host, o LinkOptions) (*Link, error) {
 	if o.relayed() {
 		return n.relayedLink(a, b, sub, kindTap, o)
 	}
-	nameA, nameB := a.nextIfName("eth"), b.nextIfName("eth")
+	nameA, nameB := o.ifNames(a, b, "eth")
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: nameA},
 		PeerName:      nameB,

@@ -4,6 +4,8 @@ package netsim
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -58,6 +60,72 @@ func TestIntegrationLAN(t *testing.T) {
 	reach(t, hs[0], hs[2], lan.End(hs[2]).Addr6)
 	if left := hosts(n); len(left) != 4 { // probe + 3; the switch is hidden
 		t.Errorf("visible hosts = %v", left)
+	}
+}
+
+// TestIntegrationChosenNames checks that LAN.AttachAs and LinkOptions'
+// names are the interfaces' names inside the hosts, that automatic names
+// carry on around them, and that a bad name is refused before anything is
+// built.
+func TestIntegrationChosenNames(t *testing.T) {
+	n := newNet(t)
+	a, b := mustHost(t, n, "a"), mustHost(t, n, "b")
+	lan, err := n.LAN("office")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea, err := lan.AttachAs(a, "lan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, err := lan.Attach(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := n.Link(a, b, LinkOptions{NameA: "side1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		e    *LinkEnd
+		want string
+	}{{ea, "lan0"}, {eb, "eth0"}, {l.A, "side1"}, {l.B, "eth1"}} {
+		if c.e.Name != c.want {
+			t.Errorf("%s end named %q, want %q", c.e.Host.Name(), c.e.Name, c.want)
+		}
+		err := c.e.Host.Do(func() error {
+			ifi, err := net.InterfaceByName(c.want)
+			if err == nil && ifi.Index != c.e.IfIndex {
+				err = fmt.Errorf("index %d, want %d", ifi.Index, c.e.IfIndex)
+			}
+			return err
+		})
+		if err != nil {
+			t.Errorf("%s in %s: %v", c.want, c.e.Host.Name(), err)
+		}
+	}
+	reach(t, b, a, ea.Addr4)
+	reach(t, b, a, l.A.Addr6)
+
+	if _, err := lan.AttachAs(b, "bad name"); !errors.Is(err, ErrBadName) {
+		t.Errorf("AttachAs with a bad name: %v, want ErrBadName", err)
+	}
+	if _, err := n.Link(a, b, LinkOptions{NameB: "waytoolonginterface"}); !errors.Is(err, ErrBadName) {
+		t.Errorf("Link with a bad name: %v, want ErrBadName", err)
+	}
+	if _, err := n.TunLink(a, b, LinkOptions{NameA: "0tun"}); !errors.Is(err, ErrBadName) {
+		t.Errorf("TunLink with a bad name: %v, want ErrBadName", err)
+	}
+	if _, err := lan.AttachAs(b, "eth0"); err == nil {
+		t.Error("AttachAs with a name in use in the host succeeded")
+	}
+	// The refused names took no subnet: the next link gets the third.
+	l2, err := n.Link(a, b, LinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l2.A.Prefix4, netip.MustParsePrefix("198.18.3.0/24"); got != want {
+		t.Errorf("next link's subnet %v, want %v", got, want)
 	}
 }
 

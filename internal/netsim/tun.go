@@ -20,6 +20,9 @@ func (n *Net) TunLink(a, b *Host, o LinkOptions) (*Link, error) {
 	if a == nil || b == nil || a == b || a.net != n || b.net != n {
 		return nil, errors.New("netsim: TunLink needs two distinct hosts of this network")
 	}
+	if err := o.checkNames(); err != nil {
+		return nil, err
+	}
 	sub, err := n.allocSubnet()
 	if err != nil {
 		return nil, err
@@ -33,7 +36,7 @@ func (n *Net) relayedLink(a, b *Host, sub *subnet, kind endKind, o LinkOptions) 
 	if kind == kindTun {
 		stem, tap = "tun", false
 	}
-	nameA, nameB := a.nextIfName(stem), b.nextIfName(stem)
+	nameA, nameB := o.ifNames(a, b, stem)
 	fa, err := a.openTun(nameA, tap)
 	if err != nil {
 		return nil, err

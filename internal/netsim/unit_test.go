@@ -57,6 +57,21 @@ func TestNewRejectsBadPrefix(t *testing.T) {
 	}
 }
 
+func TestValidIfName(t *testing.T) {
+	for _, name := range []string{"a", "dmcf0", "eth0.100", "wg_ext-1", "abcdefghijklmno"} {
+		if !ValidIfName(name) {
+			t.Errorf("ValidIfName(%q) = false, want true", name)
+		}
+	}
+	// Too long for the kernel (15 characters at most), empty, path or
+	// shell characters, or not starting with a letter.
+	for _, name := range []string{"", "abcdefghijklmnop", "0eth", "-x", ".", "a/b", "a b", "eth0:1", "ä"} {
+		if ValidIfName(name) {
+			t.Errorf("ValidIfName(%q) = true, want false", name)
+		}
+	}
+}
+
 func TestTaggedFrame(t *testing.T) {
 	dst := net.HardwareAddr{1, 2, 3, 4, 5, 6}
 	src := net.HardwareAddr{7, 8, 9, 10, 11, 12}
