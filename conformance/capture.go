@@ -5,7 +5,6 @@ package conformance
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -32,17 +31,13 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func startSniffer(h Host) (*sniffer, error) {
 	s := &sniffer{fd: -1, done: make(chan struct{})}
-	err := InNS(h.NS, func() error {
+	err := h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
 		}
 		s.fd = fd
-		ifi, err := netInterfaceIndex(IfName)
-		if err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: h.ifIndex()})
 	})
 	if err != nil {
 		if s.fd >= 0 {
@@ -54,15 +49,6 @@ func startSniffer(h Host) (*sniffer, error) {
 	_ = unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	go s.loop()
 	return s, nil
-}
-
-func netInterfaceIndex(name string) (int, error) {
-	// Called inside the namespace: the netlink socket net opens is there.
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("interface %s: %w", name, err)
-	}
-	return ifi.Index, nil
 }
 
 func (s *sniffer) loop() {

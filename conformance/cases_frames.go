@@ -237,10 +237,7 @@ func (e *Env) l2Knock6From(src, dst netip.Addr, mac net.HardwareAddr, build func
 
 func (e *Env) l2SendTo(mac net.HardwareAddr, pkts ...[]byte) error {
 	if mac == nil {
-		var err error
-		if mac, err = hwAddr(e.Topo.Server); err != nil {
-			return err
-		}
+		mac = e.Topo.Server.mac()
 	}
 	for _, p := range pkts {
 		if err := l2Send(e.Topo.Client, mac, p); err != nil {
@@ -286,10 +283,10 @@ func runNotOwnAddress(e *Env) error {
 		{"the limited broadcast address 255.255.255.255", v4(netip.MustParseAddr("255.255.255.255"), macBroadcast)},
 		{"the multicast address 224.0.0.1", v4(netip.MustParseAddr("224.0.0.1"), macAllHosts4)},
 		{"the loopback address 127.0.0.1", v4(netip.MustParseAddr("127.0.0.1"), nil)},
-		{fmt.Sprintf("%s, the address of %s (not watched)", otherAddr, OtherIfName), v4(otherAddr, nil)},
+		{fmt.Sprintf("%s, the address of %s (not watched)", t.OtherAddr, OtherIfName), v4(t.OtherAddr, nil)},
 		{"the multicast address ff02::1", v6(c6, netip.MustParseAddr("ff02::1"), macAllNodes6)},
 		{"the loopback address ::1", v6(c6, netip.IPv6Loopback(), nil)},
-		{fmt.Sprintf("%s, the address of %s (not watched)", otherAddr6, OtherIfName), v6(c6, otherAddr6, nil)},
+		{fmt.Sprintf("%s, the address of %s (not watched)", t.OtherAddr6, OtherIfName), v6(c6, t.OtherAddr6, nil)},
 		{fmt.Sprintf("the IPv4-mapped source %s", mapped(t.Client.Addr)), v6(mapped(t.Client.Addr), s6, nil)},
 		{fmt.Sprintf("the IPv4-compatible source %s", compat(t.Client.Addr)), v6(compat(t.Client.Addr), s6, nil)},
 		{fmt.Sprintf("the IPv4-mapped destination %s", mapped(t.Server.Addr)), v6(c6, mapped(t.Server.Addr), nil)},

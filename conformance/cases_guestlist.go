@@ -7,7 +7,7 @@ package conformance
 func guestListCases() []*Case {
 	return []*Case{
 		{ID: "9.2/address-host-bits", Requirement: "CLASSIC-9.2", Level: "MUST", Target: TargetDaemon,
-			Description: "an address entry with host bits set beyond its prefix (198.18.0.77/24) stands for its network: a guest with it knocks from 198.18.0.2",
+			Description: "an address entry with host bits set beyond its prefix (the LAN's /24 written with host part .77) stands for its network: a guest with it knocks from the first client",
 			Run: func(e *Env) error {
 				if err := e.knockSettle(e.Topo.Client, classicPayload(portB, groupHostBits, randomTag(), secretA)); err != nil {
 					return err

@@ -7,12 +7,13 @@
 // by whether TCP ports become reachable and by what happens to a knock sent
 // again, never by its internals.
 //
-// Topology (IPv4 from 198.18.0.0/15, IPv6 from 2001:db8::/32):
+// Topology (built with internal/netsim; IPv4 from 198.18.0.0/15, IPv6 from
+// 2001:db8::/32; every namespace named "dmcf-<run id>-<host>"):
 //
-//	srv 198.18.0.1 2001:db8::1 on dmcf0 (the implementation, listeners)
-//	    198.18.1.1 2001:db8:1::1 on dmcf1 (another interface, not watched)
-//	      |
-//	 [ bridge in the lan namespace ]
+//	srv 198.18.1.1 2001:db8:0:1::1 on dmcf0 (the implementation, listeners)
+//	    198.18.2.1 2001:db8:0:2::1 on dmcf1 (another interface, not watched,
+//	      |                                   linked to an idle host oth)
+//	 [ bridge in the sw.lan namespace ]
 //	  |              |              |
 //	cl1 .2 ::2     cl2 .3 ::3     frn .4 ::4
 //	(guest)        (guest)        (not in the guest list)

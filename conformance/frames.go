@@ -215,35 +215,17 @@ func l2Send(h Host, dst net.HardwareAddr, pkt []byte) error {
 	if len(pkt) > 0 && pkt[0]>>4 == 6 {
 		proto = unix.ETH_P_IPV6
 	}
-	return InNS(h.NS, func() error {
+	return h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(proto)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
 		}
 		defer unix.Close(fd)
-		ifi, err := netInterfaceIndex(IfName)
-		if err != nil {
-			return err
-		}
-		sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi, Halen: uint8(len(dst))}
+		sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: h.ifIndex(), Halen: uint8(len(dst))}
 		copy(sa.Addr[:], dst)
 		if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
 			return fmt.Errorf("send on %s in %s: %w", IfName, h.NS, err)
 		}
 		return nil
 	})
-}
-
-// hwAddr returns the link-layer address of h's LAN interface.
-func hwAddr(h Host) (net.HardwareAddr, error) {
-	var mac net.HardwareAddr
-	err := InNS(h.NS, func() error {
-		ifi, err := net.InterfaceByName(IfName)
-		if err != nil {
-			return fmt.Errorf("interface %s in %s: %w", IfName, h.NS, err)
-		}
-		mac = ifi.HardwareAddr
-		return nil
-	})
-	return mac, err
 }

@@ -101,7 +101,7 @@ type laneRunResult struct {
 }
 
 func (l lane) exec(bin string) (out []laneRunResult, err error) {
-	topo, err := NewTopology(context.Background(), NewPrefix())
+	topo, err := NewTopology(context.Background(), "")
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ var mutants = []mutant{
 		detail: []string{"ICMP"}},
 	{mutant: "knock-port-reply", mustFail: []string{"4.2/silence", "4.2/knock-port-open-host"}, detail: []string{"UDP"}},
 	{mutant: "no-dst-check", mustFail: []string{"4.4/not-own-address"},
-		detail: []string{"loopback", otherAddr.String()}},
+		detail: []string{"loopback", OtherIfName}},
 	{mutant: "no-checksum", mustFail: []string{"4.3/bad-checksums"}, detail: []string{"wrong UDP checksum over IPv4"}},
 	{mutant: "full-admits", mustFail: []string{"5.4/full-store-refuses"}},
 	{mutant: "lenient", mustFail: []string{"2.1/reject-vectors"}, detail: []string{"leading-zero-port", "trailing-junk"},

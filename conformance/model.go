@@ -132,7 +132,7 @@ func (t *Topology) model(workDir string) Model {
 // contains both clients and the foreign host.
 func hostBitsNet(t *Topology) string {
 	if !t.Server.Addr.Is4() {
-		return "198.18.0.77/24"
+		return "198.18.1.77/24"
 	}
 	a := t.Server.Addr.As4()
 	a[3] = 77

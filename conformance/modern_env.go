@@ -130,7 +130,7 @@ func (e *Env) sendRaw(v via, payload []byte) error {
 func (e *Env) sendMany(v via, payloads [][]byte) error {
 	dst := e.dst(v.v6)
 	var conn *net.UDPConn
-	err := InNS(v.h.NS, func() error {
+	err := v.h.Do(func() error {
 		c, err := net.DialUDP(family("udp", dst), nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, knockPort)))
 		conn = c
 		return err

@@ -44,7 +44,7 @@ func family(proto string, dst netip.Addr) string {
 // and returns the local source port it used.
 func udpSend(h Host, dst netip.Addr, port int, payload []byte) (int, error) {
 	var conn *net.UDPConn
-	err := InNS(h.NS, func() error {
+	err := h.Do(func() error {
 		c, err := net.DialUDP(family("udp", dst), nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
 		conn = c
 		return err
@@ -69,7 +69,7 @@ func dialTCP(h Host, dst netip.Addr, port int, timeout time.Duration) (net.Conn,
 // namespace; connecting may go on after the thread has switched back.
 func dialWith(h Host, d net.Dialer, dst netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
-	err := InNS(h.NS, func() error {
+	err := h.Do(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		c, err := d.DialContext(ctx, family("tcp", dst), netip.AddrPortFrom(dst, uint16(port)).String())
@@ -82,7 +82,7 @@ func dialWith(h Host, d net.Dialer, dst netip.Addr, port int, timeout time.Durat
 // rawSend sends hand-built IPv4 packets from host h (IP_HDRINCL: the
 // kernel routes them and fills in the header checksum, nothing else).
 func rawSend(h Host, dst netip.Addr, pkts ...[]byte) error {
-	return InNS(h.NS, func() error {
+	return h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return fmt.Errorf("raw socket: %w", err)
@@ -115,7 +115,7 @@ func listen(h Host, ports []int) (*listeners, error) {
 		// conformance README's notes on what the suite does not vary.)
 		for _, network := range []string{"tcp4", "tcp6"} {
 			var ln net.Listener
-			err := InNS(h.NS, func() error {
+			err := h.Do(func() error {
 				var err error
 				ln, err = net.Listen(network, ":"+strconv.Itoa(p))
 				return err
@@ -164,7 +164,7 @@ func (l *listeners) Close() {
 func udpListen(h Host, port int) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	listen := func() error {
-		return InNS(h.NS, func() error {
+		return h.Do(func() error {
 			var err error
 			c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
 			return err

@@ -28,7 +28,8 @@ type Options struct {
 	// SpecDir holds doorman.md and vectors/classic.json; "" searches the
 	// working directory and its parents.
 	SpecDir string
-	// Prefix names the namespaces; "" draws "dmcf-" plus a random suffix.
+	// Prefix starts the namespace names, followed by a random run id: a
+	// few lower-case letters and digits; "" means DefaultPrefix.
 	Prefix string
 	// OnResult, if set, is called after each case.
 	OnResult func(Result)
@@ -112,12 +113,8 @@ func RunSuite(ctx context.Context, o Options) ([]Result, error) {
 
 	topo := o.Topology
 	if needTopo && topo == nil {
-		prefix := o.Prefix
-		if prefix == "" {
-			prefix = NewPrefix()
-		}
 		var err error
-		topo, err = NewTopology(ctx, prefix)
+		topo, err = NewTopology(ctx, o.Prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +163,7 @@ func captureHosts(t *Topology) map[string]Host {
 }
 
 func runCase(ctx context.Context, c *Case, topo *Topology, daemonA, clientA *Adapter, vec *Vectors, mvec *ModernVectors, outDir string) (v Verdict, detail, artifacts string) {
-	work, err := os.MkdirTemp("", topo.Prefix+"-work-")
+	work, err := os.MkdirTemp("", topo.RunID()+"-work-")
 	if err != nil {
 		return Error, "harness: " + err.Error(), ""
 	}
