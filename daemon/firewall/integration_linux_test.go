@@ -330,7 +330,7 @@ func TestIntegrationLogGroupInUse(t *testing.T) {
 	n.apply(t, first, door(1, n.cli4, n.srv4, DoorArmed, 0, 10*time.Second))
 	second := NewNFTables(NFTConfig{})
 	err := n.do(func(ctx context.Context) error { return second.Start(ctx, Notify{}) })
-	if err == nil || !strings.Contains(err.Error(), "log group") {
+	if err == nil || !strings.Contains(err.Error(), "log group 1001 is in use") {
 		t.Fatalf("second Start on the same log group: %v, want a log group error", err)
 	}
 	n.mustConnect(t, n.cli4, n.port(), n.srv4, "the first backend's door is untouched")

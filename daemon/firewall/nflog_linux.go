@@ -3,10 +3,12 @@
 package firewall
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -24,20 +26,37 @@ type nflogConn struct {
 // the lost claims from the kernel's sets.
 const nflogRcvBuf = 1 << 20
 
+// nflogBindPatience is how long a bind refused as in use is retried. A
+// socket just closed by its owner (an earlier instance, a crashed daemon)
+// releases the group only when the last reference to it goes, which a
+// process forked at that moment delays until its exec.
+const nflogBindPatience = time.Second
+
 // openNFLog binds group in the calling thread's network namespace. Only one
-// socket per namespace may bind a group: EBUSY means another program (or
-// another doormand) reads it.
-func openNFLog(group uint16) (*nflogConn, error) {
+// socket per namespace may bind a group: the kernel refuses another
+// socket's bind with EPERM (and a repeated bind from the same socket with
+// EBUSY), which is retried for nflogBindPatience and then reported as the
+// group being in use.
+func openNFLog(ctx context.Context, group uint16) (*nflogConn, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return nil, fmt.Errorf("log group %d: netlink: %w", group, err)
 	}
 	_ = c.SetReadBuffer(nflogRcvBuf)
 	l := &nflogConn{c: c, group: group}
-	if err := l.config(nfulaCfgCmd, []byte{nfulnlCfgCmdBind}); err != nil {
+	deadline := time.Now().Add(nflogBindPatience)
+	for {
+		err = l.config(nfulaCfgCmd, []byte{nfulnlCfgCmdBind})
+		inUse := errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)
+		if !inUse || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
 		c.Close()
-		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("log group %d is in use by another program; choose another with nft-log-group: %w", group, err)
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("log group %d is in use by another program (or doormand lacks CAP_NET_ADMIN); choose another with nft-log-group: %w", group, err)
 		}
 		return nil, fmt.Errorf("log group %d: bind: %w", group, err)
 	}

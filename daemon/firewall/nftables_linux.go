@@ -85,7 +85,7 @@ func (n *NFTables) Start(ctx context.Context, notify Notify) error {
 		recon: make(chan struct{}, 1)}
 	// The log group first: if another process reads it, the table must not
 	// be replaced (it may be another doormand's).
-	if st.nflog, err = openNFLog(n.cfg.LogGroup); err != nil {
+	if st.nflog, err = openNFLog(ctx, n.cfg.LogGroup); err != nil {
 		conn.CloseLasting()
 		return fmt.Errorf("%s: start: %w", nftBackend, err)
 	}
