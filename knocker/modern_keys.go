@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
+	"github.com/doorman-project/doorman/internal/keyfile"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -15,7 +15,7 @@ import (
 var ErrKeyPerm = errors.New("private key file is accessible to group or others")
 
 // ErrKeyExists is wrapped by WritePrivateKey's error when the file exists.
-var ErrKeyExists = errors.New("already exists; a key is never overwritten: move it away first if you mean to replace it")
+var ErrKeyExists = keyfile.ErrExists
 
 // maxKeyFile bounds what LoadPrivateKey reads: a key file is one line.
 const maxKeyFile = 4096
@@ -70,32 +70,6 @@ func LoadPrivateKey(path string) (protocol.PrivateKey, error) {
 // newline, readable by its owner only (mode 0600 on Unix), as knock keygen
 // does (MODERN-12.2/2). It never replaces an existing file: the error wraps
 // ErrKeyExists. On any error the new file is removed.
-func WritePrivateKey(path string, key *protocol.PrivateKey) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("private key %s %w", path, ErrKeyExists)
-		}
-		return fmt.Errorf("private key: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("private key %s: %w", path, cerr)
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if err := restrictKeyFile(f); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	text := []byte(key.Base64() + "\n")
-	defer clear(text)
-	if _, err := f.Write(text); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	return nil
+func WritePrivateKey(path string, key *protocol.PrivateKey) error {
+	return keyfile.Write(path, key)
 }

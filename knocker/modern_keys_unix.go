@@ -25,7 +25,3 @@ func checkKeyPerm(fi os.FileInfo, path string) error {
 	}
 	return nil
 }
-
-// restrictKeyFile makes a new key file's mode exactly 0600 whatever the
-// umask.
-func restrictKeyFile(f *os.File) error { return f.Chmod(0o600) }

@@ -20,7 +20,3 @@ func DefaultKeyPath() string {
 // checkKeyPerm accepts the file: Windows has no Unix permission bits, and
 // the ACLs of the profile directory keep others out.
 func checkKeyPerm(os.FileInfo, string) error { return nil }
-
-// restrictKeyFile leaves the file's ACL as inherited from the profile
-// directory.
-func restrictKeyFile(*os.File) error { return nil }

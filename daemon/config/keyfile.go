@@ -2,10 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 
+	"github.com/doorman-project/doorman/internal/keyfile"
 	"github.com/doorman-project/doorman/protocol"
 )
 
@@ -46,7 +44,7 @@ func keyFileError(path string, err error) error {
 }
 
 // ErrKeyExists is wrapped by WritePrivateKey's error when the file exists.
-var ErrKeyExists = errors.New("already exists; a key is never overwritten: move it away first if you mean to replace it")
+var ErrKeyExists = keyfile.ErrExists
 
 // WritePrivateKey creates path with key in WireGuard's text form and a
 // newline, mode 0600, as doormand keygen does (MODERN-12.2/2). It never
@@ -54,34 +52,6 @@ var ErrKeyExists = errors.New("already exists; a key is never overwritten: move 
 // be the only copy, and every knocker's configuration names its public key.
 // The file is synced before WritePrivateKey returns; on any error it is
 // removed.
-func WritePrivateKey(path string, key *protocol.PrivateKey) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("private key %s %w", path, ErrKeyExists)
-		}
-		return fmt.Errorf("private key: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("private key %s: %w", path, cerr)
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	// The umask may have cleared bits but never adds any; Chmod makes the
-	// mode exact whatever the umask.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	text := []byte(key.Base64() + "\n")
-	defer clear(text)
-	if _, err := f.Write(text); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("private key %s: %w", path, err)
-	}
-	return nil
+func WritePrivateKey(path string, key *protocol.PrivateKey) error {
+	return keyfile.Write(path, key)
 }
