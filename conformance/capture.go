@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/doorman-project/doorman/internal/netsim"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
@@ -27,17 +28,15 @@ type sniffer struct {
 	done     chan struct{}
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 func startSniffer(h Host) (*sniffer, error) {
 	s := &sniffer{fd: -1, done: make(chan struct{})}
 	err := h.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(netsim.Htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
 		}
 		s.fd = fd
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: h.ifIndex()})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: netsim.Htons(unix.ETH_P_ALL), Ifindex: h.ifIndex()})
 	})
 	if err != nil {
 		if s.fd >= 0 {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/doorman-project/doorman/internal/netsim"
 	"golang.org/x/sys/unix"
 )
 
@@ -216,12 +217,12 @@ func l2Send(h Host, dst net.HardwareAddr, pkt []byte) error {
 		proto = unix.ETH_P_IPV6
 	}
 	return h.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(proto)))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(netsim.Htons(proto)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
 		}
 		defer unix.Close(fd)
-		sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: h.ifIndex(), Halen: uint8(len(dst))}
+		sa := &unix.SockaddrLinklayer{Protocol: netsim.Htons(proto), Ifindex: h.ifIndex(), Halen: uint8(len(dst))}
 		copy(sa.Addr[:], dst)
 		if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
 			return fmt.Errorf("send on %s in %s: %w", IfName, h.NS, err)

@@ -246,20 +246,13 @@ func newFrameSender(end *netsim.LinkEnd, dst net.HardwareAddr) (*frameSender, er
 	// (empty) qdisc, a little slower.
 	_ = unix.SetsockoptInt(s.fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
 	_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-	s.addr = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP),
+	s.addr = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: netsim.Htons(unix.ETH_P_IP),
 		Ifindex: int32(end.IfIndex), Halen: 6}
 	copy(s.addr.Addr[:], dst)
 	return s, nil
 }
 
 func (s *frameSender) Close() error { return unix.Close(s.fd) }
-
-// htons converts to network order, which sockaddr_ll's protocol holds.
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
 
 // send writes frames with one sendmmsg(2) and returns how many went out.
 // A full device queue (ENOBUFS) counts as sent none, not as an error.

@@ -47,7 +47,7 @@ func (h *Host) Record(iface, file string) (stop func() error, err error) {
 	}
 	var sock *os.File
 	err = h.Do(func() error {
-		proto := htons(unix.ETH_P_ALL)
+		proto := Htons(unix.ETH_P_ALL)
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(proto))
 		if err != nil {
 			return err

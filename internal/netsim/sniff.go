@@ -41,7 +41,7 @@ func (e *LinkEnd) Sniff() (*Sniffer, error) {
 	}
 	var f *os.File
 	err := e.Host.Do(func() error {
-		proto := htons(unix.ETH_P_ALL)
+		proto := Htons(unix.ETH_P_ALL)
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(proto))
 		if err != nil {
 			return err

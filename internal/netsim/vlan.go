@@ -80,7 +80,7 @@ func (e *LinkEnd) InjectFrame(frame []byte) error {
 		if len(frame) >= ethHeaderLen && e.kind != kindTun {
 			sa.Halen = 6
 			copy(sa.Addr[:], frame[:6])
-			sa.Protocol = htons(binary.BigEndian.Uint16(frame[12:14]))
+			sa.Protocol = Htons(binary.BigEndian.Uint16(frame[12:14]))
 		}
 		if err := unix.Sendto(fd, frame, 0, sa); err != nil {
 			return fmt.Errorf("netsim: inject on %s in %s: %w", e.Name, e.Host.name, err)
@@ -89,8 +89,10 @@ func (e *LinkEnd) InjectFrame(frame []byte) error {
 	})
 }
 
-// htons converts to network order, which SockaddrLinklayer.Protocol holds.
-func htons(v uint16) uint16 {
+// Htons converts a 16-bit value to network byte order on any host, as
+// sockaddr_ll's protocol field (unix.SockaddrLinklayer.Protocol) and the
+// protocol argument of an AF_PACKET socket need.
+func Htons(v uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], v)
 	return binary.NativeEndian.Uint16(b[:])

@@ -63,7 +63,12 @@ func openRawSource(iface string, knockPort uint16, checkDst, checksums bool) (*r
 	return s, nil
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// htons converts to network byte order on any host.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
 
 // Close implements daemon.PacketSource.
 func (s *rawSource) Close() error {
