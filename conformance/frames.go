@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Datagrams are built by hand, not with gopacket (which netsim uses for
+// well-formed packets): the cases need wrong checksums, zero checksums over
+// IPv6, odd fragments and options, which a serializer exists to prevent.
+
 // csumMode says how a hand-built datagram's UDP checksum is set.
 type csumMode uint8
 

@@ -7,6 +7,9 @@ import (
 
 // Builders of test packets. They make well-formed headers (checksums
 // included, UDP over IPv6 too) unless a test breaks them on purpose.
+// Hand-written rather than gopacket: the decoder under test must not be
+// checked against frames made by the same kind of library it replaces, and
+// the broken variants (odd options, fragments, bad sums) are one byte away.
 
 func checksum(sum uint32, b []byte) uint32 {
 	for i := 0; i+1 < len(b); i += 2 {
