@@ -1,121 +1,75 @@
 // Package firewall holds the firewall backends of the doorman daemon: the
-// code that opens and closes doors.
+// code that puts doors in the kernel and takes them out.
 //
-// A door is a Rule: TCP from one client address to one local address and port.
-// The daemon first adds the broad rule (any source port) and waits for the
-// client's SYN; then it adds the narrow rule (that SYN's source port) and
-// deletes the broad one; when the connection ends it deletes the narrow rule.
+// A Door is what one accepted knock may let through: TCP from one client
+// address to one local address and port. The daemon hands each door, as a
+// whole value, to Apply at every state change; the backend works out what
+// to add or remove:
 //
-// Every backend has the same methods, which the daemon declares as the
-// interface it consumes:
+//	closed --Apply--> armed --SYN (kernel)--> claimed --Apply--> narrow --Apply--> closed
 //
-//	Start(ctx) error        first removes what a crashed earlier run left behind
-//	Add(ctx, Rule) error    adds one rule atomically
-//	Delete(ctx, Rule) error removes one rule added by Add (the same Rule value)
-//	Close(ctx) error        removes every rule and the backend's table/chain; idempotent
+// An armed door is claimed by the kernel, not by the daemon: of SYNs racing
+// for it exactly one wins, nothing but a SYN can win, and the backend
+// reports the winner as a Claim (CLASSIC-6.2). That is how the daemon learns
+// the source port the kernel admitted; it never guesses from a capture. An
+// armed door that nobody claims expires in the kernel after waitfor, even
+// if the daemon is gone.
 //
-// All are safe for concurrent use. Errors of Add and Delete are *RuleError
-// values naming the backend and the rule; the sentinel errors (ErrInvalidRule,
-// ErrUnknownRule, ErrNotStarted) and *ScriptError are reachable with
-// errors.Is / errors.As. Adding an equal Rule twice holds two rules; each
-// Delete removes one.
+// Every backend has the methods the daemon declares, where it consumes
+// them, as daemon.Firewall:
 //
-// # nftables (NFTables, the default)
+//	Start(ctx, Notify) error           removes what an earlier run left, then gets ready
+//	Apply(ctx, []Door) []error         brings each door to its State; one error per door
+//	Close(ctx) error                   removes every door and all the backend added; idempotent
 //
-// Programs nftables over netlink (no nft binary) in its own table, by default:
+// and Packets, which counts the packets a claimed door let through, so the
+// daemon can tell a connection too short to be seen from a SYN nobody
+// followed up (a blind spoof).
+// While it runs, a backend reports through Notify: Claims, and Faults it
+// found or repaired on its own (a table an admin's firewall reload removed,
+// a rule a script could not remove). Errors of Apply are *DoorError values
+// naming the backend and the door; the causes (ErrTooManyDoors,
+// ErrTransition, ErrInvalidRule, *ScriptError, ...) are reachable with
+// errors.Is and errors.As. All backends are safe for concurrent use.
 //
-//	table inet doorman {
-//		set door_1 { type inet_service; size 1; flags dynamic; }
-//		chain input {
-//			type filter hook input priority mangle; policy accept;
-//			iifname "eth0" ip saddr 198.18.0.2 ip daddr 198.18.0.1 tcp dport 22 add @door_1 { tcp sport } meta mark set meta mark | 0x00100000 comment "doorman#1"
-//			ip saddr 198.18.0.2 ip daddr 198.18.0.1 tcp sport 40000 tcp dport 22 meta mark set meta mark | 0x00100000 comment "doorman#2"
-//		}
-//	}
+// # The backends
 //
-// Start deletes a leftover table of that name and creates a fresh one in one
-// batch; each Add and Delete is one batch (the rule together with its set);
-// Close deletes the table.
-//
-// The rules do not accept: an accept in one table does not override a drop in
-// another (every base chain on the hook must accept), and a jump cannot cross
-// tables. Instead every packet of an open door gets a mark bit (NFTConfig.Mark,
-// default 0x00100000), and the host's own firewall accepts marked packets
-// with ONE line that the admin adds once, before its drops:
+// NFTables, the default, is the mechanism the others build on: doors are
+// elements of sets in doorman's own "inet" table, acted on by a few fixed
+// rules made once at Start (its type documentation shows the table and
+// explains the design). Its rules do not accept, because an accept in one
+// table does not override a drop in another: they mark every packet a door
+// admits (NFTConfig.Mark, default 0x00100000), and the host's own firewall
+// accepts marked packets with ONE line the admin adds once, before its
+// drops:
 //
 //	# native nftables, in the input chain of the admin's own table (e.g. table inet filter):
 //	meta mark & 0x00100000 == 0x00100000 accept
 //
-//	# iptables or iptables-nft host with -P INPUT DROP (and the same with ip6tables):
-//	iptables -I INPUT -m mark --mark 0x00100000/0x00100000 -j ACCEPT
+// or, on a host whose firewall does not close the ports itself,
+// NFTConfig.Protect makes the table close them.
 //
-// A broad rule admits exactly one connection: its set holds at most one
-// element, the source port of the first SYN. The kernel refuses to add a
-// second element to a full set and the rule stops there, so a second SYN from
-// another source port, even 1 ms later, is not marked; retransmissions and
-// the rest of the first connection still match. (Doorman 0.81 let every
-// connection in until its narrow rule landed, 20-60 ms later.)
+// IPTables, for hosts whose firewall is iptables (or iptables-nft), keeps
+// the doors in that same nftables table and adds an iptables chain DOORMAN,
+// jumped to from the top of INPUT, that accepts the marked packets: the
+// admin adds nothing.
 //
-// On a host whose own firewall does not close the protected ports,
-// NFTConfig.Protect makes the table close them too, with a chain at priority
-// filter that drops connection-opening packets (SYN without ACK) to those
-// ports unless they carry the mark:
+// Script runs the firewall-add and firewall-del scripts of Doorman 0.81
+// unchanged (section 7 of the spec), behind a guard in doorman's table that
+// lets the kernel pick the one SYN a door admits and refuses the others,
+// however slowly the scripts run. A journal file lets the next start remove
+// what a killed daemon's scripts added; a rule a script may have left (a
+// hang, garbage output, a failed delete) is blocked in the guard and its
+// removal retried until it is gone.
 //
-//	chain protect {
-//		type filter hook input priority filter; policy accept;
-//		tcp dport @protected tcp flags syn / syn,ack meta mark & 0x00100000 != 0x00100000 drop
-//	}
-//
-// Other segments pass: without an admitted connection they find no socket and
-// get a RST, as on a closed port. This needs no conntrack, so sessions open
-// before doorman started, and door connections across a daemon restart,
-// survive (see addProtect for why conntrack state was not used).
-//
-// # iptables (IPTables)
-//
-// Uses the iptables / ip6tables binaries (through go-iptables): a chain
-// DOORMAN in table filter, jumped to from INPUT position 1, holding
-//
-//	-p tcp [-i IF] -s SRC -d DST -m tcp [--sport SPORT] --dport DPORT
-//	[-m connlimit --connlimit-upto 1 --connlimit-mask 32|128] -m comment --comment doorman -j ACCEPT
-//
-// Its ACCEPT works because the rules live in the host's own INPUT chain.
-// Broad rules carry connlimit when the kernel has xt_connlimit (Start probes
-// it; IPTables.ConnLimit reports the outcome), which lets one connection per
-// broad rule in. Without it, a broad rule admits every connection that starts
-// before the narrow rule replaces it, like the original.
-//
-// # scripts (Script)
-//
-// Runs the firewall-add and firewall-del scripts of Doorman 0.81 unchanged:
-//
-//	script <interface> <src-ip> <src-port> <dst-ip> <dst-port>
-//
-// with src-port 0 for a broad rule and interface "any" when the rule names
-// none (Rule.Iface "" is passed as "any"). The script prints one line: "0" for
-// success, or "<errno> <level> <message>" with a syslog level: 0..3 is a
-// failure (*ScriptError), 4..7 is logged as a warning and taken as success.
-// Anything else (no output, garbage, a timeout) is an error naming the script,
-// the rule and the output (ErrScriptOutput, context.DeadlineExceeded). The
-// directory scripts/ has iptables-add and iptables-del (POSIX sh) that insert
-// and delete "-I INPUT 1 -j ACCEPT -p tcp -i IF -s SRC [--sport SPORT] -d DST
-// --dport DPORT", choosing ip6tables for IPv6 addresses.
-//
-// With ScriptConfig.Journal set, the backend appends "add <id> <args>" to the
-// journal (synced) before the add script runs and "del <id>" after the delete
-// script succeeded; Start runs the delete script for every rule still
-// recorded and empties the journal, so a kill -9 leaves nothing behind after
-// the next start. An add whose script failed without saying so (timeout,
-// garbage) stays recorded and is deleted by Close or the next Start.
-//
-// # Fake
-//
-// An in-memory backend for unit tests of the daemon: it records the live rules
-// and every call and can be told to fail the next call.
+// Fake is an in-memory backend for the daemon's unit tests; it lets a test
+// play the kernel by reporting claims.
 //
 // # Network namespaces
 //
-// The nftables backend works in NFTConfig.NetNS if set, otherwise in the
-// namespace of the calling thread; the iptables and script backends run their
-// programs in the namespace of the calling thread.
+// A backend works in the network namespace of the thread that called
+// Start: its netlink sockets are opened there, and the programs it runs
+// later (iptables, scripts) run there. A daemon never switches namespaces
+// (that would need CAP_SYS_ADMIN); only tests start backends from threads
+// switched into namespaces of their own.
 package firewall
