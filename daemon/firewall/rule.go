@@ -7,13 +7,14 @@ import (
 	"strings"
 )
 
-// Rule is one door rule: TCP from Src to Dst:DstPort.
+// Rule is one firewall rule as the 0.81 scripts see it: TCP from Src to
+// Dst:DstPort.
 //
 // SrcPort 0 is the "broad" rule (any source port) that a door holds while it
 // waits for the client's first SYN; SrcPort != 0 is the "narrow" rule for that
-// one connection. Rule is comparable and is used as a map key: Delete must get
-// the same value that Add got. IPv4-mapped IPv6 addresses are matched as IPv4
-// and address zones are ignored.
+// one connection. Rule is comparable and is used as a map key: a rule is
+// deleted with the same value it was added with. IPv4-mapped IPv6 addresses
+// are matched as IPv4 and address zones are ignored.
 type Rule struct {
 	Iface   string     // capture interface name; "" or "any" = do not match on the interface
 	Src     netip.Addr // the client's address
@@ -104,9 +105,10 @@ func validIface(name string) error {
 	return nil
 }
 
-// RuleError says which rule a backend failed on. Errors from Add and Delete are
-// of this type, so the daemon can log the rule and still test the cause with
-// errors.Is / errors.As (ErrUnknownRule, *ScriptError, ...).
+// RuleError says which rule a backend failed on: the script backend's
+// errors for single rules (a delete in Close) are of this type, so the
+// daemon can log the rule and still test the cause with errors.Is /
+// errors.As (*ScriptError, ...). Errors about whole doors are *DoorError.
 type RuleError struct {
 	Backend string // "nftables", "iptables", "script" or "fake"
 	Op      string // "add" or "delete"
