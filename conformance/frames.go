@@ -39,7 +39,7 @@ type rawIPv4 struct {
 	Payload          []byte
 }
 
-// udp returns the UDP header and payload with the checksum set per mode;
+// udpSegment returns the UDP header and payload with the checksum set per mode;
 // pseudo is the sum of the pseudo-header.
 func udpSegment(srcPort, dstPort uint16, payload []byte, pseudo uint32, mode csumMode) []byte {
 	u := make([]byte, 8+len(payload))

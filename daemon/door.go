@@ -123,7 +123,7 @@ type keyTurn struct {
 }
 
 // doorLoop is the state of every door. routineDoors drives it; a routine
-// that accepted a knock may arm the knock's door itself (armNow).
+// that accepted a knock may arm the knock's door itself (requestDoor).
 type doorLoop struct {
 	e *Engine
 	// kick wakes routineDoors when a door armed outside it needs its timer

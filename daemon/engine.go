@@ -264,8 +264,9 @@ func (e *Engine) emit(ev Event) {
 // Run serves until ctx ends, in this order: start the firewall, which
 // first removes a crashed run's leftovers (CLASSIC-6.9); open the source
 // and the replay store (Options.Open), then the stamp store
-// (Options.OpenStamps); report ready; serve knocks and doors. On the way out it stops reading, closes every door, removes every
-// rule (CLASSIC-6.8) and reports stopped. Every routine it starts has
+// (Options.OpenStamps); report ready; serve knocks and doors. On the way
+// out it stops reading, closes every door, has the firewall remove all it
+// added (CLASSIC-6.8) and reports stopped. Every routine it starts has
 // ended when it returns. It closes the packet source.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.opts.Firewall.Start(ctx, e.notify()); err != nil {
@@ -335,8 +336,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	return err
 }
 
-// closeFirewall removes every rule, bounded in time even though ctx may be
-// done.
+// closeFirewall closes the firewall backend, which removes every door and
+// all it added, bounded in time even though ctx may be done.
 func (e *Engine) closeFirewall(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
@@ -347,7 +348,8 @@ func (e *Engine) closeFirewall(ctx context.Context) error {
 	return nil
 }
 
-// ShutdownTimeout bounds how long shutdown may take to remove rules.
+// ShutdownTimeout bounds how long the firewall backend's Close may take at
+// shutdown.
 const ShutdownTimeout = 30 * time.Second
 
 // OpenDoors returns the number of doors not yet closed.

@@ -46,7 +46,7 @@ func bob() protocol.Guest {
 
 func modernGuests() *Guests { return NewGuests(append(alice(), bob())) }
 
-// modernHarness runs an engine with the doorman's key, alice (classic),
+// newModernHarness runs an engine with the doorman's key, alice (classic),
 // bob (modern) and a stamp store at stampPath ("" = a new one).
 func newModernHarness(t *testing.T, s Settings, stampPath string) (*harness, *replay.Stamps) {
 	t.Helper()

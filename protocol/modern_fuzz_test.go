@@ -10,8 +10,8 @@ import (
 	"golang.org/x/crypto/blake2s"
 )
 
-// fuzzServerKey is the vectors' server-a key, so that the vectors are
-// seeds that get past mac1.
+// fuzzOpener seeds f with the vectors' datagrams and opens with their
+// server-a key, so that the seeds get past mac1.
 func fuzzOpener(f *testing.F) *Opener {
 	b, err := os.ReadFile(modernVectorsPath)
 	if err != nil {

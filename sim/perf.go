@@ -159,13 +159,15 @@ func rxPackets(h *netsim.Host, iface string) (uint64, error) {
 	return n, err
 }
 
+// maxExtraAddrs bounds extraAddrs: .250 down to .101 stays clear of the
+// addresses netsim hands out from the bottom.
+const maxExtraAddrs = 150
+
 // extraAddrs gives end's host n (at most maxExtraAddrs) more IPv4
 // addresses of its link, from .250 down (netsim hands out .1, .2, … from
 // the bottom, to the few hosts of a scenario's LAN), and
 // tells the server their MAC so that the first SYN-ACK to each does not
 // wait for ARP, which would count in the latency measured from them.
-const maxExtraAddrs = 150
-
 func extraAddrs(end, server *netsim.LinkEnd, n int) ([]netip.Addr, error) {
 	p := end.Prefix4
 	if !p.IsValid() || p.Bits() > 24 || n > maxExtraAddrs {

@@ -29,8 +29,8 @@ import (
 // let in. knocker.DialOpen does this every 25 ms after a 5 ms pause, too
 // coarse to measure a sub-millisecond door, and with a blocked thread per
 // attempt in a namespace (Host.Do), too costly for a crowd of clients.
-// probeConnect starts attempts on a schedule from one goroutine polling
-// non-blocking sockets.
+// prober.connect starts attempts on a probeSchedule from one goroutine
+// polling non-blocking sockets.
 type probeSchedule struct {
 	every     time.Duration // between attempts at first
 	fast      int           // attempts at every, then one every slowEvery

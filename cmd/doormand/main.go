@@ -2,8 +2,12 @@
 // opens one narrow door for each valid knock. See spec/doorman.md and
 // README.md.
 //
-//	doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file]
-//	doormand keygen [FILE] | pubkey
+//	doormand [-h] [-v] [-D] [-X] [-p pidfile] [-f config-file] [--events FILE]
+//	doormand [-D] [-f config-file] --check | --import-archive FILE | --prune-replay | --repair-replay
+//	doormand keygen [-D] [-f config-file] [FILE]
+//	doormand pubkey [-D] [-f config-file]
+//
+// Run "doormand --help" for what each option does.
 package main
 
 import (

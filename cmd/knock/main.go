@@ -4,8 +4,9 @@
 // ssh's ProxyCommand).
 //
 //	knock [-h] [-v] [-f cfgpath] [-g group] [-p port] [-s secret] [-r "program args"] host service
-//	knock keygen [FILE]
-//	knock pubkey [FILE]
+//	knock --proxy [options] host port
+//	knock keygen [-f cfgpath] [FILE]
+//	knock pubkey [-f cfgpath] [FILE]
 //
 // It reads the same ~/.knockcf file and takes the same options as the
 // original Doorman 0.81 knock, whose classic knock (a group and an

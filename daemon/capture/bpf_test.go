@@ -129,7 +129,7 @@ func runFilter(t testing.TB, prog []bpf.RawInstruction, s skb) uint32 {
 	return 0
 }
 
-// filters are the programs of every mode, with what they see of a frame.
+// filterCase is the program of one mode, with what it sees of a frame.
 type filterCase struct {
 	name string
 	prog []bpf.RawInstruction

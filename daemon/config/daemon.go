@@ -28,7 +28,7 @@ type Firewall string
 // The firewall back ends.
 const (
 	FirewallNftables Firewall = "nftables" // doorman manages its own nftables table
-	FirewallIptables Firewall = "iptables" // doorman manages its own iptables chain
+	FirewallIptables Firewall = "iptables" // doorman's nftables table, accepted by its own iptables chain
 	FirewallScript   Firewall = "script"   // 0.81 firewall-add / firewall-del scripts
 )
 

@@ -23,8 +23,9 @@
 //     whole seconds or microseconds, and are range-checked (waitfor 1s-1h,
 //     connection-delay-1 1ms-1m, connection-delay-2 100ms-1h).
 //   - hash-archive is optional (default /var/lib/doorman/replay);
-//     hash-archive-size is limited to 1000-100000000 and defaults to
-//     1000000 (protocol.DefaultReplayCapacity).
+//     hash-archive-size defaults to 1000000 (protocol.DefaultReplayCapacity),
+//     is at most 100000000, and a size below 1000 is raised to 1000 with
+//     a warning.
 //   - loglevel defaults to INFO, not DEBUG. The syslog names map onto
 //     log/slog levels: DEBUG, INFO, WARNING (or WARN) and ERROR are slog's
 //     own; NOTICE is Info+2, CRIT Error+4, ALERT Error+8, EMERG Error+12.
@@ -34,8 +35,8 @@
 //     default when firewall-add or firewall-del is given, else nftables),
 //     capture (network, raw or socket; raw is the default when
 //     link-header-length is given, else network), nft-table, door-mark,
-//     protect, stats-interval and iptables-chain. firewall script requires
-//     both scripts.
+//     nft-log-group, protect, iptables-chain, stats-interval and max-doors.
+//     firewall script requires both scripts.
 //   - Keywords of the modern protocol (spec MODERN-12.21): private-key (the
 //     doorman's key file, default /etc/doorman/doormand.key; LoadPrivateKey
 //     reads it), classic (on or off, default on), modern-window (1s-1h,
@@ -60,8 +61,9 @@
 //
 // A Daemon has two parts: Reloadable, the settings a SIGHUP applies to a
 // running doormand (waitfor, the connection delays, guestlist, loglevel,
-// stats-interval, max-doors, modern-window, modern-rate, modern-burst), and
-// Restart, every other keyword, which takes effect on restart. Each field is
+// stats-interval, max-doors, private-key, classic, modern-window,
+// modern-rate, modern-burst), and Restart, every other keyword, which takes
+// effect on restart. Each field is
 // tagged with its keyword; Restart.Changed compares two Restart values and
 // names the keywords that differ.
 //

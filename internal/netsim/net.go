@@ -191,7 +191,7 @@ func (n *Net) close() error {
 	return err
 }
 
-// checkOpen returns ErrClosed once Close has started. Callers hold n.mu.
+// checkOpenLocked returns ErrClosed once Close has started. Callers hold n.mu.
 func (n *Net) checkOpenLocked() error {
 	if n.closed {
 		return ErrClosed

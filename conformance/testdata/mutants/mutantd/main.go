@@ -7,7 +7,8 @@
 //	-mutant replay           the replay store admits every digest (CLASSIC-5.1)
 //	-mutant mac              the hmac of every parsed knock is replaced by the
 //	                         right one before the engine sees it (CLASSIC-4.1)
-//	-mutant never-close      firewall deletes are ignored while running (CLASSIC-6.3, 6.6)
+//	-mutant never-close      the firewall reports every door closed but closes none
+//	                         while running (CLASSIC-6.3, 6.6)
 //	-mutant late-end         the connection state is read once, at
 //	                         connection-delay-1, and an established connection
 //	                         never ends after that (CLASSIC-6.6/2): a connection
