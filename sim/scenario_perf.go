@@ -336,6 +336,7 @@ func (st knockStats) figures(r *Run, prefix string) {
 	}
 	if len(st.seen) > 0 {
 		r.Figure(prefix+"_seen_p50", ms(latencyPercentile(st.seen, 50)), "ms")
+		r.Figure(prefix+"_seen_p99", ms(latencyPercentile(st.seen, 99)), "ms")
 	}
 	if len(st.arm) > 0 {
 		r.Figure(prefix+"_armed_p50", ms(latencyPercentile(st.arm, 50)), "ms")
@@ -343,6 +344,7 @@ func (st knockStats) figures(r *Run, prefix string) {
 	}
 	if len(st.commit) > 0 {
 		r.Figure(prefix+"_commit_p50", ms(latencyPercentile(st.commit, 50)), "ms")
+		r.Figure(prefix+"_commit_p99", ms(latencyPercentile(st.commit, 99)), "ms")
 	}
 }
 
