@@ -222,7 +222,7 @@ func TestGrownUnderStore(t *testing.T) {
 
 // TestDeletedUnderStore: deleting the store while running is noticed, every
 // knock is refused, and the file is put back from the open descriptor so a
-// restart does not make old knocks replayable (CLASSIC-5.7/2, 5.7/3).
+// restart does not make old knocks replayable (CLASSIC-5.7/2, CLASSIC-5.7/3).
 func TestDeletedUnderStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{})

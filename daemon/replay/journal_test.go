@@ -437,7 +437,7 @@ func TestPropertyOpenRepair(t *testing.T) {
 
 // TestMovedAwayNoticedByTick: a store moved away while still linked is
 // noticed by the sync routine, which puts a copy back at the path with
-// every record, also those written in the meantime (CLASSIC-5.7/2, 5.7/3).
+// every record, also those written in the meantime (CLASSIC-5.7/2, CLASSIC-5.7/3).
 func TestMovedAwayNoticedByTick(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	s := mustOpen(t, path, Options{Sync: 5 * time.Millisecond})
