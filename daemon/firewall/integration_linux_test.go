@@ -244,14 +244,7 @@ func TestIntegrationRestore(t *testing.T) {
 
 	n.sh(t, "nft", "flush", "ruleset")
 	n.dropAllNFT(t, true)
-	deadline := time.Now().Add(3 * time.Second)
-	for !r.repaired() {
-		if time.Now().After(deadline) {
-			r.mu.Lock()
-			t.Fatalf("table not restored within 3 s of a ruleset flush; faults: %+v", r.faults)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.waitRepaired(t, 3*time.Second, "table (after a ruleset flush)")
 	if err := echo(conn); err != nil {
 		t.Fatalf("the open door's connection died with the reload: %v", err)
 	}

@@ -313,6 +313,21 @@ func (r *reports) repaired() bool {
 	return false
 }
 
+// waitRepaired fails the test unless the backend reports a repair within
+// the given time; what names the repair in the failure.
+func (r *reports) waitRepaired(t *testing.T, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !r.repaired() {
+		if time.Now().After(deadline) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("%s not restored within %v; faults: %+v", what, within, r.faults)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // start starts b in the server namespace and returns its reports.
 func (n *testNet) start(t *testing.T, b backend) *reports {
 	t.Helper()

@@ -32,14 +32,7 @@ func TestIntegrationIPTablesRestore(t *testing.T) {
 		n.sh(t, ipt, "-X")
 	}
 	n.dropAllIPT(t, false)
-	deadline := time.Now().Add(4 * time.Second)
-	for !r.repaired() {
-		if time.Now().After(deadline) {
-			r.mu.Lock()
-			t.Fatalf("iptables chain not restored within 4 s; faults: %+v", r.faults)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.waitRepaired(t, 4*time.Second, "iptables chain")
 	if err := echo(conn); err != nil {
 		t.Fatalf("the open door's connection died with the reload: %v", err)
 	}
